@@ -17,6 +17,10 @@ app = typer.Typer(
 models_app = typer.Typer(help="Embedded and local models.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Parallel corpora (FLORES-200, WMT, Moses, TSV, JSONL).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+
+from bayling.train.cli import train_command  # noqa: E402  (light: heavy imports happen inside)
+
+app.command("train")(train_command)
 app.add_typer(corpus_app, name="corpus")
 
 
@@ -29,13 +33,10 @@ def languages(
     query: Optional[str] = typer.Argument(None, help="Show only the language this name resolves to."),
 ) -> None:
     """List the 204 FLORES-200 languages (code, English name, native name, script, ISO codes)."""
-    from bayling.languages import LANGUAGES, resolve
+    from bayling.languages import language_table
 
-    rows = [resolve(query)] if query else LANGUAGES
-    for lang in rows:
-        typer.echo(
-            f"{lang.code}\t{lang.name}\t{lang.native}\t{lang.script}\t{lang.iso639_3}\t{lang.iso639_1 or '-'}"
-        )
+    for row in language_table(query, header=False):
+        typer.echo("\t".join(row))
 
 
 @models_app.command("list")

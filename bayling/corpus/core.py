@@ -85,10 +85,11 @@ class LineFile:
         except OSError as e:
             raise CorpusError(f"{self.path}: cannot open: {e.strerror or e}") from None
         with f:
+            if f.peek(3)[:3] == _BOM:
+                f.read(3)
+            check_blank = not self.allow_blank
             for raw in f:
                 self.n += 1
-                if self.n == 1 and raw.startswith(_BOM):
-                    raw = raw[3:]
                 try:
                     text = raw.rstrip(b"\r\n").decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -96,7 +97,7 @@ class LineFile:
                     raise CorpusError(
                         f"{self.path}:{self.n}: invalid UTF-8 ({e.reason} at byte {e.start} of the line, near {bad!r})"
                     ) from None
-                if not self.allow_blank and (not text or text.isspace()):
+                if check_blank and (not text or text.isspace()):
                     raise CorpusError(
                         f"{self.path}:{self.n}: blank line (breaks sentence alignment; "
                         "fix the file or pass allow_blank=True to skip such pairs)"
@@ -118,7 +119,8 @@ class LineFile:
 def lockstep(files: Iterable[LineFile]) -> Iterator[tuple[str, ...]]:
     """Zip line-aligned files; raise CorpusError naming every file and its count if they differ."""
     files = list(files)
-    yield from zip(*files)
+    lines = [iter(f) for f in files]  # held here: freeing them would close the files before count_rest()
+    yield from zip(*lines)
     totals = [f.n + f.count_rest() for f in files]
     if len(set(totals)) > 1:
         raise CorpusError(_misaligned(files, totals))

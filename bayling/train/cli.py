@@ -1,0 +1,46 @@
+"""`bayling train`: options override a YAML recipe, which overrides the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def train_command(
+    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe (its `train:` section, or the whole file)."),
+    data: Optional[str] = typer.Option(None, help="Conversations: JSONL (builder, OpenAI, ShareGPT, Alpaca) or a datasets folder."),
+    out: Optional[str] = typer.Option(None, help="Output folder (adapter/weights, tokenizer, model card, log)."),
+    model: Optional[str] = typer.Option(None, help="Base model: embedded name, local folder or hub id. [default: gemma3-270m]"),
+    chat_format: Optional[str] = typer.Option(None, help="bayling-v1, bayling2-llama3, gemma, chatml, auto. [default: the model's]"),
+    method: Optional[str] = typer.Option(None, help="lora, qlora or full. [default: lora]"),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps."),
+    epochs: Optional[float] = typer.Option(None, help="Passes over the data (when --max-steps is not set)."),
+    max_len: Optional[int] = typer.Option(None, help="Longest packed row / conversation in tokens. [default: 512]"),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per device per step. [default: 4]"),
+    grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate. [default: 2e-4]"),
+    lora_r: Optional[int] = typer.Option(None, help="LoRA rank. [default: 16]"),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack conversations into full rows."),
+    save_steps: Optional[int] = typer.Option(None, help="Checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
+    seed: Optional[int] = typer.Option(None),
+) -> None:
+    """Instruction-tune a model on multi-turn conversations (loss on every assistant turn)."""
+    from bayling.train import TrainConfig, load_recipe, train
+
+    base = load_recipe(recipe) if recipe else {}
+    given = {k: v for k, v in dict(
+        data=data, out=out, model=model, chat_format=chat_format, method=method, max_steps=max_steps,
+        epochs=epochs, max_len=max_len, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
+        packing=packing, save_steps=save_steps, seed=seed,
+    ).items() if v is not None}
+    if resume:
+        given["resume"] = True
+    if tensorboard:
+        given["tensorboard"] = True
+    cfg = TrainConfig.from_dict({**base, **given})
+    summary = train(cfg)
+    typer.echo(f"saved to {cfg.out} (steps {summary['global_step']}, final loss {summary['final_loss']})")

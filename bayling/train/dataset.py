@@ -1,0 +1,159 @@
+"""Conversations in, tokenised training examples out: labels only on assistant tokens.
+
+Reads the builder's JSONL, OpenAI-messages / ShareGPT / Alpaca JSONL, or a `datasets` dataset
+saved on disk. Anything untrainable is counted with its reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, validate_messages
+
+__all__ = ["Example", "TrainDataError", "Stats", "read_conversations", "to_messages", "tokenize_conversations"]
+
+IGNORE = -100
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+
+
+class TrainDataError(ValueError):
+    """The data yields nothing trainable (raised before any model is loaded)."""
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class Stats:
+    read: int = 0
+    kept: int = 0
+    truncated: int = 0  # later turns dropped at a turn boundary to fit max_len
+    dropped: Counter = field(default_factory=Counter)
+    assistant_tokens: int = 0
+    tokens: int = 0
+
+    def as_dict(self) -> dict:
+        return {"read": self.read, "kept": self.kept, "truncated_at_turn_boundary": self.truncated,
+                "dropped": dict(self.dropped), "tokens": self.tokens, "assistant_tokens": self.assistant_tokens}
+
+
+def to_messages(record: dict) -> list[dict]:
+    """One record in any supported layout -> OpenAI-style messages (not yet validated)."""
+    if "messages" in record:
+        return [{"role": m.get("role"), "content": m.get("content")} for m in record["messages"]]
+    if "conversations" in record:  # ShareGPT
+        msgs = []
+        for turn in record["conversations"]:
+            role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower(), turn.get("from"))
+            msgs.append({"role": role, "content": turn.get("value")})
+        return msgs
+    if "instruction" in record and "output" in record:  # Alpaca
+        prompt = record["instruction"]
+        if record.get("input"):
+            prompt = f"{prompt}\n\n{record['input']}"
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+    raise ChatFormatError("no 'messages', 'conversations' (ShareGPT) or 'instruction'/'output' (Alpaca) field")
+
+
+def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exception]]:
+    """(origin, messages or the reason it cannot be read) for every record."""
+    path = Path(path)
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        ds = load_from_disk(str(path))
+        if hasattr(ds, "keys"):  # a DatasetDict: take the train split
+            ds = ds["train"] if "train" in ds else ds[next(iter(ds.keys()))]
+        for i, rec in enumerate(ds):
+            try:
+                yield f"{path}[{i}]", to_messages(rec)
+            except ChatFormatError as err:
+                yield f"{path}[{i}]", err
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file")
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            origin = f"{path}:{n}"
+            try:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ChatFormatError(f"invalid JSON ({err})") from None
+                if not isinstance(rec, dict):
+                    raise ChatFormatError("a line must be a JSON object")
+                yield origin, to_messages(rec)
+            except (ChatFormatError, AttributeError, TypeError) as err:
+                yield origin, ChatFormatError(f"{origin}: {err}")
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    for key in ("unknown role", "empty content", "no messages", "only come first", "needs 'role'",
+                "JSON", "no 'messages'"):
+        if key in text:
+            return key.replace("'", "")
+    return "unreadable"
+
+
+def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int) -> tuple[list[int], list[int], bool] | None:
+    """Encode; if too long, drop whole trailing turns until it fits (never cut an assistant turn)."""
+    ids, mask = encode_chat(tokenizer, messages, fmt)
+    if len(ids) <= max_len:
+        return ids, mask, False
+    ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant"]
+    for end in reversed(ends[:-1]):
+        ids, mask = encode_chat(tokenizer, messages[:end], fmt)
+        if len(ids) <= max_len:
+            return ids, mask, True
+    return None
+
+
+def tokenize_conversations(
+    records: Iterable[tuple[str, list[dict] | Exception]], tokenizer, fmt: ChatFormat, max_len: int,
+    on_error=None,
+) -> tuple[list[Example], Stats]:
+    stats = Stats()
+    examples = []
+    for origin, messages in records:
+        stats.read += 1
+        if isinstance(messages, Exception):
+            stats.dropped[_reason(messages)] += 1
+            if on_error:
+                on_error(origin, messages)
+            continue
+        try:
+            validate_messages(messages)
+        except ChatFormatError as err:
+            stats.dropped[_reason(err)] += 1
+            if on_error:
+                on_error(origin, err)
+            continue
+        if not any(m["role"] == "assistant" for m in messages):
+            stats.dropped["no assistant turn"] += 1
+            continue
+        fitted = _fit(tokenizer, messages, fmt, max_len)
+        if fitted is None:
+            stats.dropped["longer than max_len"] += 1
+            continue
+        ids, mask, truncated = fitted
+        stats.truncated += truncated
+        labels = [t if m else IGNORE for t, m in zip(ids, mask)]
+        examples.append(Example(ids, labels))
+        stats.kept += 1
+        stats.tokens += len(ids)
+        stats.assistant_tokens += sum(mask)
+    return examples, stats

@@ -1,0 +1,296 @@
+"""Multi-turn SFT on top of the transformers `Trainer` (which brings accelerate, DeepSpeed, FSDP,
+checkpoints and resume); this module adds the BayLing parts: assistant-only labels over every
+turn, packing, LoRA per architecture, and an output folder that serves directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bayling.train.dataset import Stats, TrainDataError, read_conversations, tokenize_conversations
+from bayling.train.packing import Collator, pack, packing_efficiency
+
+__all__ = ["TrainConfig", "train", "load_recipe"]
+
+# LoRA targets per architecture; anything else falls back to every linear layer but the head.
+LORA_TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma3_text": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "run"
+    model: str = "gemma3-270m"
+    chat_format: str | None = None  # default: the model's (gemma for the embedded base)
+    method: str = "lora"  # lora | full | qlora
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None
+    max_len: int = 512
+    packing: bool = True
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = 42
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 1
+    bf16: bool | None = None  # default: where the hardware supports it
+    gradient_checkpointing: bool = False
+    tensorboard: bool = False
+    resume: bool = False
+    torch_threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**d)
+
+
+def load_recipe(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping")
+    return doc.get("train", doc)
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return False  # CPU: bf16 autocast is slower than fp32 on most CPUs without AMX
+
+
+def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stats]:
+    errors: list[str] = []
+    examples, stats = tokenize_conversations(
+        read_conversations(cfg.data), tokenizer, fmt, cfg.max_len,
+        on_error=lambda origin, err: errors.append(str(err)),
+    )
+    if not examples:
+        detail = f"; first problem: {errors[0]}" if errors else ""
+        raise TrainDataError(f"{cfg.data}: nothing trainable ({stats.read} records read, dropped: {dict(stats.dropped)}){detail}")
+    return examples, stats
+
+
+def _progress_callback(tokens_per_step_hint: float):
+    from transformers import TrainerCallback
+
+    class LossTokensBar(TrainerCallback):
+        """Loss, trained tokens/s and ETA in the progress bar's postfix."""
+
+        def __init__(self):
+            self.t0 = None
+            self.start_step = 0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+            self.start_step = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs or self.t0 is None:
+                return
+            steps = max(state.global_step - self.start_step, 1)
+            secs = time.perf_counter() - self.t0
+            logs["tokens_per_s"] = round(steps * tokens_per_step_hint / secs, 1)
+
+    return LossTokensBar()
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run SFT; returns the summary also written to `out/train_summary.json`."""
+    import torch
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from bayling.chat_formats import attach_format, get_format
+    from bayling.models import default_chat_format, resolve_model_path
+
+    console = Console(stderr=True)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    if not cfg.data:
+        raise ValueError("no training data: pass --data FILE (JSONL or a datasets folder)")
+    out = Path(cfg.out)
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    fmt_name = cfg.chat_format or default_chat_format(cfg.model)
+    fmt = get_format(fmt_name, tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    # Data first: a file with nothing trainable fails before the model is loaded.
+    examples, stats = _prepare_data(cfg, tokenizer, fmt, console)
+    rows = pack(examples, cfg.max_len) if cfg.packing else examples
+    efficiency = packing_efficiency(rows, cfg.batch_size) if cfg.packing else None
+    console.print(
+        f"[bold]data[/] {stats.kept}/{stats.read} conversations, {stats.tokens} tokens "
+        f"({stats.assistant_tokens} trained), {len(rows)} {'packed rows' if cfg.packing else 'rows'}"
+        + (f", packing efficiency {efficiency:.1%}" if efficiency is not None else "")
+        + (f"; dropped {dict(stats.dropped)}" if stats.dropped else "")
+        + (f"; {stats.truncated} cut at a turn boundary" if stats.truncated else "")
+    )
+
+    bf16 = _bf16_supported() if cfg.bf16 is None else cfg.bf16
+    dtype = torch.bfloat16 if (bf16 and cfg.method == "full") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa")
+    # Without a KV cache, transformers reads packed rows' position ids as sequence boundaries.
+    model.config.use_cache = False
+    if cfg.method in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        if cfg.method == "qlora" and not torch.cuda.is_available():
+            raise ValueError("qlora needs a CUDA GPU and bitsandbytes; use --method lora on CPU")
+        targets = cfg.lora_targets or LORA_TARGETS.get(model.config.model_type, "all-linear")
+        model = get_peft_model(model, LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=targets, task_type="CAUSAL_LM",
+        ))
+    elif cfg.method != "full":
+        raise ValueError(f"unknown method {cfg.method!r}: use lora, qlora or full")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if cfg.method != "full":
+            model.enable_input_require_grads()
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    console.print(f"[bold]model[/] {cfg.model} ({model.config.model_type}), {cfg.method}: "
+                  f"{trainable:,} trainable of {total:,} parameters; chat format {fmt.name}")
+
+    if cfg.tensorboard:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=math.ceil(cfg.warmup_ratio * max(cfg.max_steps, 1)) if cfg.max_steps > 0 else 0,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        bf16=bool(bf16 and torch.cuda.is_available()),
+        report_to=["tensorboard"] if cfg.tensorboard else [],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
+        **cfg.extra,
+    )
+    avg_row = sum(len(r) for r in rows) / len(rows)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=Collator(tokenizer.pad_token_id, packed=cfg.packing),
+        callbacks=[_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size)],
+    )
+    resume = None
+    if cfg.resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        ckpt_dir = out / "checkpoints"
+        resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        console.print(f"[bold]resume[/] from {resume}" if resume else "[yellow]no checkpoint found: starting fresh[/]")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    secs = time.perf_counter() - t0
+
+    summary = {
+        "base_model": cfg.model,
+        "base_model_path": model_path,
+        "chat_format": fmt.name,
+        "method": cfg.method,
+        "config": asdict(cfg),
+        "data": stats.as_dict(),
+        "packing_efficiency": efficiency,
+        "global_step": trainer.state.global_step,
+        "final_loss": _last_loss(trainer.state.log_history),
+        "train_seconds": round(secs, 1),
+        "log_history": trainer.state.log_history,
+    }
+    if trainer.is_world_process_zero():
+        _save_outputs(trainer, tokenizer, fmt, out, summary)
+    return summary
+
+
+def _last_loss(history: list[dict]) -> float | None:
+    losses = [h["loss"] for h in history if "loss" in h]
+    return losses[-1] if losses else None
+
+
+def _save_outputs(trainer, tokenizer, fmt, out: Path, summary: dict) -> None:
+    from bayling.chat_formats import attach_format
+
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(out)
+    if summary["method"] != "full":
+        # peft records the resolved cache path; keep the portable name too.
+        cfg_path = out / "adapter_config.json"
+        adapter_cfg = json.loads(cfg_path.read_text())
+        adapter_cfg["base_model_name_or_path"] = summary["base_model"]
+        cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
+    attach_format(tokenizer, fmt)
+    tokenizer.save_pretrained(out)
+    (out / "bayling.json").write_text(json.dumps(
+        {"chat_format": fmt.name, "base_model": summary["base_model"], "method": summary["method"]}, indent=2))
+    tmp = out / "train_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, out / "train_summary.json")
+    (out / "README.md").write_text(_model_card(summary), encoding="utf-8")
+
+
+def _model_card(s: dict) -> str:
+    from bayling.models import EMBEDDED
+
+    c = s["config"]
+    notice = ""
+    if s["base_model"] in EMBEDDED:
+        notice = f"\n## Licence\n{EMBEDDED[s['base_model']].licence_note}\n"
+    return (
+        f"# {Path(c['out']).name}\n\n"
+        f"Fine-tuned with [bayling](https://github.com/) (BayLing recipe: interactive-translation SFT).\n\n"
+        f"| | |\n|---|---|\n"
+        f"| base model | `{s['base_model']}` |\n| method | {s['method']} |\n"
+        f"| chat format | `{s['chat_format']}` |\n| data | `{c['data']}` ({s['data']['kept']} conversations, "
+        f"{s['data']['assistant_tokens']} trained tokens) |\n"
+        f"| steps | {s['global_step']} |\n| final loss | {s['final_loss']} |\n"
+        f"| max_len / packing | {c['max_len']} / {c['packing']} (efficiency {s['packing_efficiency']}) |\n"
+        f"| lr / batch / grad accum | {c['lr']} / {c['batch_size']} / {c['grad_accum']} |\n"
+        f"\nUse: `bayling chat --model {c['out']}`\n{notice}"
+    )

@@ -1,0 +1,156 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bayling.chat_formats import get_format
+from bayling.train import TrainConfig, train
+from bayling.train.dataset import IGNORE, TrainDataError, read_conversations, tokenize_conversations, to_messages
+from bayling.train.packing import Collator, pack, packing_efficiency
+
+
+def write_convs(path, n=24, turns=2):
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            msgs = []
+            for t in range(1 + (i + turns) % 3):
+                msgs += [{"role": "user", "content": f"Translate into German: the dog {i} sleeps ({t})."},
+                         {"role": "assistant", "content": f"Der Hund {i} schläft ({t})."}]
+            f.write(json.dumps({"messages": msgs, "meta": {"src_lang": "eng_Latn"}}, ensure_ascii=False) + "\n")
+    return path
+
+
+def decoded_trained_spans(tok, example):
+    spans, cur = [], []
+    for tid, lab in zip(example.input_ids, example.labels):
+        if lab != IGNORE:
+            assert lab == tid
+            cur.append(tid)
+        elif cur:
+            spans.append(tok.decode(cur))
+            cur = []
+    if cur:
+        spans.append(tok.decode(cur))
+    return spans
+
+
+def test_labels_are_exactly_the_assistant_turns(tiny_tokenizer, tmp_path):
+    path = write_convs(tmp_path / "c.jsonl", n=3)
+    examples, stats = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("gemma"), 512)
+    assert stats.kept == 3
+    for (origin, msgs), ex in zip(read_conversations(path), examples):
+        expected = [m["content"] + "<end_of_turn>" for m in msgs if m["role"] == "assistant"]
+        assert decoded_trained_spans(tiny_tokenizer, ex) == expected
+
+
+def test_sharegpt_and_alpaca_layouts():
+    assert to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}) == [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    assert to_messages({"instruction": "Translate", "input": "Hund", "output": "dog"}) == [
+        {"role": "user", "content": "Translate\n\nHund"}, {"role": "assistant", "content": "dog"}]
+
+
+def test_bad_records_are_counted_not_fatal(tiny_tokenizer, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    lines = [
+        json.dumps(good),
+        json.dumps({"messages": [{"role": "user", "content": "only a question"}]}),
+        json.dumps({"messages": [{"role": "wizard", "content": "x"}, {"role": "assistant", "content": "b"}]}),
+        json.dumps({"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "b"}]}),
+        "{not json",
+        json.dumps({"messages": [{"role": "user", "content": "long " * 400}, {"role": "assistant", "content": "b"}]}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    examples, stats = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 64)
+    assert stats.kept == 1 and len(examples) == 1
+    assert stats.dropped == {"no assistant turn": 1, "unknown role": 1, "empty content": 1, "JSON": 1,
+                             "longer than max_len": 1}
+
+
+def test_overlong_conversation_is_cut_at_a_turn_boundary(tiny_tokenizer, tmp_path):
+    msgs = []
+    for t in range(6):
+        msgs += [{"role": "user", "content": f"turn {t} " + "word " * 10}, {"role": "assistant", "content": f"answer {t}"}]
+    examples, stats = tokenize_conversations([("x", msgs)], tiny_tokenizer, get_format("chatml"), 90)
+    assert stats.truncated == 1
+    spans = decoded_trained_spans(tiny_tokenizer, examples[0])
+    assert 1 <= len(spans) < 6
+    assert spans == [f"answer {t}<|im_end|>" for t in range(len(spans))]  # whole turns only
+
+
+def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    path = write_convs(tmp_path / "c.jsonl", n=30)
+    examples, _ = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 256)
+    rows = pack(examples, 256)
+    assert sorted(len(e) for r in rows for e in r.examples) == sorted(len(e) for e in examples)
+    assert all(len(r) <= 256 for r in rows)
+    total = sum(len(e) for e in examples)
+    assert len(rows) <= -(-total // 256) + 1  # at most one row more than the ideal
+    assert packing_efficiency(rows, 1) > 0.85
+    assert packing_efficiency(rows, 1) > packing_efficiency([type(rows[0])([e]) for e in examples], 4)
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").eval()
+    row = rows[0]
+    assert len(row.examples) >= 2
+    batch = Collator(tiny_tokenizer.pad_token_id)([row])
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for ex in row.examples:
+            alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
+            torch.testing.assert_close(packed[start : start + len(ex)], alone, atol=1e-4, rtol=1e-4)
+            start += len(ex)
+
+
+def test_nothing_trainable_fails_before_loading_a_model(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    with pytest.raises(TrainDataError, match="nothing trainable"):
+        train(TrainConfig(data=str(path), out=str(tmp_path / "run"), model="/nonexistent/never-loaded"
+                          if False else "gemma3-270m", max_steps=1))
+
+
+def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path):
+    data = write_convs(tmp_path / "c.jsonl", n=16)
+    out = tmp_path / "run"
+    cfg = dict(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml", max_steps=4,
+               batch_size=2, max_len=128, save_steps=2, lr=1e-3)
+    s = train(TrainConfig(**cfg))
+    assert s["global_step"] == 4 and s["final_loss"] is not None
+    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "bayling.json",
+              "README.md", "train_summary.json"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "bayling.json").read_text())["chat_format"] == "chatml"
+
+    from bayling.models import load_model
+
+    model, tok = load_model(str(out))  # the adapter folder alone is enough
+    assert "<|im_start|>" in tok.chat_template
+    assert type(model).__name__.startswith("Peft")
+
+    # Resume: more steps continue the same step count and loss curve.
+    s2 = train(TrainConfig(**{**cfg, "max_steps": 6, "resume": True}))
+    steps = [h["step"] for h in s2["log_history"] if "loss" in h]
+    assert s2["global_step"] == 6
+    assert steps[-2:] == [5, 6]
+
+
+def test_full_fine_tune(tiny_model_dir, tmp_path):
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    s = train(TrainConfig(data=str(data), out=str(tmp_path / "full"), model=str(tiny_model_dir),
+                          chat_format="gemma", method="full", max_steps=2, batch_size=2, max_len=128))
+    assert (tmp_path / "full" / "model.safetensors").is_file()
+    assert s["method"] == "full"
+
+
+def test_cli_error_is_one_line(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    r = subprocess.run([sys.executable, "-m", "bayling.cli", "train", "--data", str(missing), "--out",
+                        str(tmp_path / "o"), "--model", "/tmp"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
