@@ -62,18 +62,19 @@ def corpus_head(
     spec: str = typer.Argument(..., help="FLORES dir, newstest dir, a.en,a.zh, .tsv or .jsonl"),
     src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s"),
     tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
-    split: str = typer.Option("dev", help="FLORES split: dev or devtest"),
+    split: Optional[str] = typer.Option(None, help="FLORES split: dev or devtest [default: dev]"),
     n: int = typer.Option(5, "-n", help="How many pairs to print."),
 ) -> None:
     """Print the first pairs a corpus yields, as JSON lines."""
+    import dataclasses
     import itertools
     import json
 
-    from bayling.corpus import open_corpus
+    from bayling.corpus import open_pairs
 
-    pairs = open_corpus(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split)
+    pairs = open_pairs(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split)
     for p in itertools.islice(pairs, n):
-        typer.echo(json.dumps(p.__dict__, ensure_ascii=False))
+        typer.echo(json.dumps(dataclasses.asdict(p), ensure_ascii=False))
 
 
 @corpus_app.command("count")
@@ -81,15 +82,15 @@ def corpus_count(
     spec: str = typer.Argument(..., help="FLORES dir, newstest dir, a.en,a.zh, .tsv or .jsonl"),
     src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s"),
     tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
-    split: str = typer.Option("dev", help="FLORES split: dev or devtest"),
+    split: Optional[str] = typer.Option(None, help="FLORES split: dev or devtest [default: dev]"),
 ) -> None:
     """Stream a whole corpus, checking every line, and print how many pairs it has per direction."""
     from collections import Counter
 
-    from bayling.corpus import open_corpus
+    from bayling.corpus import open_pairs
 
     counts: Counter[str] = Counter()
-    for p in open_corpus(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split):
+    for p in open_pairs(spec, src_lang=src_lang, tgt_lang=tgt_lang, split=split):
         counts[f"{p.src_lang}-{p.tgt_lang}"] += 1
     for k, v in sorted(counts.items()):
         typer.echo(f"{k}\t{v}")

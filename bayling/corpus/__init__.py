@@ -6,12 +6,13 @@ the hygiene rules and `open_corpus` for picking a reader from a path.
 """
 
 from bayling.corpus.core import CorpusError, Pair
-from bayling.corpus.detect import corpus_kind, open_corpus
+from bayling.corpus.detect import corpus_kind, open_corpus, open_pairs
 from bayling.corpus.flores import flores_languages, read_flores, read_flores_multiway
 from bayling.corpus.readers import read_jsonl, read_parallel, read_tsv
 from bayling.corpus.wmt import read_wmt
 
 __all__ = [
+    "open_pairs",
     "CorpusError",
     "Pair",
     "corpus_kind",

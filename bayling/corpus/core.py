@@ -131,7 +131,8 @@ def _misaligned(files: list[LineFile], totals: list[int]) -> str:
     shown = [(f, t) for i, (f, t) in enumerate(zip(files, totals)) if i == 0 or t != ref]
     more = len(shown) - 6
     listed = ", ".join(f"{f.path} has {t} lines" for f, t in shown[:6])
-    return "parallel files are misaligned (different line counts): " + listed + (f" and {more} more differ" if more > 0 else "")
+    tail = f" and {more} more differ" if more > 0 else ""
+    return f"parallel files are misaligned (different line counts): {listed}{tail}"
 
 
 def require_files(*paths: PathLike) -> None:

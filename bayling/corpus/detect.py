@@ -56,3 +56,19 @@ def open_corpus(spec: PathLike, **kw: Any) -> Iterator[Pair]:
     if kind == "jsonl":
         return read_jsonl(text, **kw)
     return read_wmt(text, **kw)
+
+
+def open_pairs(spec: PathLike, src_lang: str | None = None, tgt_lang: str | None = None,
+               split: str | None = None, **kw: Any) -> Iterator[Pair]:
+    """`open_corpus` with one set of options for every kind (what a CLI passes through)."""
+    kind = corpus_kind(spec)
+    if kind in ("flores", "flores-file"):
+        def many(langs):  # FLORES is multi-way: "en,zh" means both
+            return langs.split(",") if isinstance(langs, str) and "," in langs else langs
+
+        if kind == "flores":
+            kw["src_langs"] = many(src_lang)
+        kw.update(tgt_langs=many(tgt_lang), split=split)
+    else:
+        kw.update(src_lang=src_lang, tgt_lang=tgt_lang)
+    return open_corpus(spec, **kw)

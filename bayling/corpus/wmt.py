@@ -142,5 +142,6 @@ def _sides(a: Path, b: Path, src_lang: str | None, tgt_lang: str | None) -> tupl
         (a, ca), (b, cb) = (b, cb), (a, ca)
     for want, have in ((want_src, ca), (want_tgt, cb)):
         if want is not None and want != have:
-            raise CorpusError(f"{a}, {b}: these files hold {ca} and {cb}; cannot read {want_src or '?'} -> {want_tgt or '?'}")
+            asked = f"{want_src or '?'} -> {want_tgt or '?'}"
+            raise CorpusError(f"{a}, {b}: these files hold {ca} and {cb}; cannot read {asked}")
     return (a, ca), (b, cb)

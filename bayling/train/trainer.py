@@ -126,6 +126,21 @@ def _progress_callback(tokens_per_step_hint: float):
     return LossTokensBar()
 
 
+def _rank_loss_recorder(out: Path):
+    """Under several processes, every rank writes the loss it saw (they must agree)."""
+    from transformers import TrainerCallback
+
+    class RankLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs and args.world_size > 1:
+                path = out / "rank_losses" / f"rank{args.process_index}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a") as f:
+                    f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\n")
+
+    return RankLoss()
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run SFT; returns the summary also written to `out/train_summary.json`."""
     import torch
@@ -218,7 +233,8 @@ def train(cfg: TrainConfig) -> dict:
         args=args,
         train_dataset=rows,
         data_collator=Collator(tokenizer.pad_token_id, packed=cfg.packing),
-        callbacks=[_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size)],
+        callbacks=[_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size),
+                   _rank_loss_recorder(out)],
     )
     resume = None
     if cfg.resume:
