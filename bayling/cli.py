@@ -18,9 +18,10 @@ models_app = typer.Typer(help="Embedded and local models.", no_args_is_help=True
 corpus_app = typer.Typer(help="Parallel corpora (FLORES-200, WMT, Moses, TSV, JSONL).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-from bayling.train.cli import train_command  # noqa: E402  (light: heavy imports happen inside)
+from bayling.train.cli import merge_command, train_command  # noqa: E402  (light: heavy imports inside)
 
 app.command("train")(train_command)
+app.command("merge")(merge_command)
 app.add_typer(corpus_app, name="corpus")
 
 

@@ -77,6 +77,6 @@ def run_quickstart(out: Path, model: str = "gemma3-270m", max_new_tokens: int = 
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     tmp.replace(out / "results.json")
-    Console().print(RECIPE_STEPS)
+    Console(soft_wrap=True).print(RECIPE_STEPS)
     Console().print(f"results written to {out / 'results.json'}")
     return report

@@ -154,3 +154,43 @@ def test_cli_error_is_one_line(tmp_path):
                         str(tmp_path / "o"), "--model", "/tmp"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
+
+
+def test_two_process_gloo_run_agrees_on_loss(tiny_model_dir, tmp_path):
+    """The distributed path (torchrun -> Trainer -> DDP on gloo): both ranks see the same loss."""
+    import shutil
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    data = write_convs(tmp_path / "c.jsonl", n=32)
+    out = tmp_path / "ddp"
+    r = subprocess.run(
+        ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bayling.cli", "train",
+         "--data", str(data), "--out", str(out), "--model", str(tiny_model_dir), "--chat-format", "chatml",
+         "--max-steps", "3", "--batch-size", "2", "--max-len", "96"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    ranks = [[json.loads(line) for line in (out / "rank_losses" / f"rank{i}.jsonl").read_text().splitlines()]
+             for i in range(2)]
+    assert len(ranks[0]) == 3
+    assert ranks[0] == ranks[1]
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
+    from bayling.models import load_model
+    from bayling.train.merge import merge_adapter
+
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
+                      max_steps=3, batch_size=2, max_len=128, lr=5e-3))
+    merged = merge_adapter(out, tmp_path / "merged")
+    assert not (merged / "adapter_config.json").exists()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    peft_model, _ = load_model(str(out))
+    full, tok = load_model(str(merged))
+    with torch.no_grad():
+        torch.testing.assert_close(full(ids).logits, peft_model(ids).logits, atol=1e-4, rtol=1e-4)
+    assert "<|im_start|>" in tok.chat_template

@@ -1,16 +1,27 @@
 """The engine interface: text in, text out, whatever runs underneath.
 
-Front ends (CLI, server, web page, eval) talk to an `Engine`; backends implement `complete`.
+Front ends (CLI, server, web page, eval) talk to an `Engine`; backends implement `complete`
+(batched) and, for token streaming, `_stream_prompt`. Backends: `TransformersEngine` here,
+`LlamaCppEngine` (llamacpp.py), `OpenAIEngine` (remote.py); `load_engine` (backends.py) picks one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+import threading
+from dataclasses import dataclass, replace
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from bayling.chat_formats import ChatFormat, get_format, render_with_spans, validate_messages
 
-__all__ = ["Engine", "GenerationConfig", "TransformersEngine", "cut_at_stop"]
+__all__ = [
+    "Engine",
+    "GenerationConfig",
+    "Rewriter",
+    "StopScanner",
+    "Stream",
+    "TransformersEngine",
+    "cut_at_stop",
+]
 
 
 @dataclass(frozen=True)
@@ -33,78 +44,335 @@ def cut_at_stop(text: str, stop: Iterable[str]) -> str:
     return text[:cut]
 
 
+def _held_back(text: str, keys: Iterable[str]) -> int:
+    """Length of the longest suffix of `text` that could still grow into one of `keys`."""
+    best = 0
+    for k in keys:
+        for n in range(min(len(k) - 1, len(text)), best, -1):
+            if text.endswith(k[:n]):
+                best = n
+                break
+    return best
+
+
+class StopScanner:
+    """Cut a text stream at the first stop string, never emitting a piece of one."""
+
+    def __init__(self, stop: Iterable[str]):
+        self.stop = tuple(s for s in stop if s)
+        self._pending = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop string was reached)."""
+        text = self._pending + piece
+        cut = cut_at_stop(text, self.stop)
+        if len(cut) < len(text):
+            self._pending = ""
+            return cut, True
+        keep = _held_back(text, self.stop)
+        self._pending = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep], False
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+
+class Rewriter:
+    """Replace fixed strings in a text stream (e.g. name placeholders), across piece boundaries."""
+
+    def __init__(self, replacements: Mapping[str, str]):
+        self.replacements = dict(replacements)
+        self._pending = ""
+
+    def apply(self, text: str) -> str:
+        for k, v in self.replacements.items():
+            text = text.replace(k, v)
+        return text
+
+    def feed(self, piece: str) -> str:
+        text = self.apply(self._pending + piece)
+        keep = _held_back(text, self.replacements)
+        self._pending = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        out, self._pending = self.apply(self._pending), ""
+        return out
+
+
+class Stream:
+    """Text pieces as they are generated. Closing it (or setting `cancel`) stops generation.
+
+    After the last piece: `finish_reason` ("stop" or "length"), `prompt_tokens`, `completion_tokens`.
+    """
+
+    def __init__(self, cancel: threading.Event | None = None):
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.finish_reason: str | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._pieces: Iterator[str] = iter(())
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self.cancel.set()
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    def text(self) -> str:
+        """Consume the rest of the stream and return it joined."""
+        return "".join(self)
+
+
 class Engine:
-    """What every backend offers: raw completion, and chat through a chat format."""
+    """What every backend offers: raw completion, chat through a chat format, and streaming."""
 
     chat_format: ChatFormat
+    tokenizer = None
+    name: str = "model"
+    # Longest prompt + completion in tokens, when the backend knows it.
+    max_context: int | None = None
+    # Strings to replace in everything a chat returns (official BayLing name placeholders).
+    replacements: Mapping[str, str] = {}
 
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         raise NotImplementedError
+
+    def render(self, messages: Sequence[dict]) -> str:
+        """The prompt a chat becomes (with the generation prompt for the next assistant turn)."""
+        return render_with_spans(self.chat_format, messages, True, self.tokenizer)[0]
+
+    def chat_config(self, config: GenerationConfig) -> GenerationConfig:
+        """`config` plus the chat format's stop strings."""
+        return replace(config, stop=tuple(dict.fromkeys(config.stop + self.chat_format.stop)))
 
     def chat(self, conversations: Sequence[Sequence[dict]], config: GenerationConfig) -> list[str]:
         prompts = []
         for messages in conversations:
             validate_messages(messages)
-            prompts.append(render_with_spans(self.chat_format, messages, True, self.tokenizer)[0])
-        stop = tuple(dict.fromkeys(config.stop + self.chat_format.stop))
-        cfg = GenerationConfig(**{**config.__dict__, "stop": stop})
-        return [out.strip() for out in self.complete(prompts, cfg)]
+            prompts.append(self.render(messages))
+        outs = self.complete(prompts, self.chat_config(config))
+        return [Rewriter(self.replacements).apply(out.strip()) for out in outs]
+
+    def count_tokens(self, text: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return max(1, len(text) // 3)  # rough: no tokenizer on this side
+
+    def stream(
+        self,
+        prompt_or_messages: str | Sequence[dict],
+        config: GenerationConfig,
+        cancel: threading.Event | None = None,
+    ) -> Stream:
+        """Stream a raw completion (a str) or the next assistant turn of a chat (a message list)."""
+        stream = Stream(cancel)
+        if isinstance(prompt_or_messages, str):
+            pieces = self._stream_prompt(prompt_or_messages, config, stream)
+        else:
+            validate_messages(prompt_or_messages)
+            pieces = self._stream_chat(prompt_or_messages, config, stream)
+        stream._pieces = self._rewritten(pieces, stream)
+        return stream
+
+    def _rewritten(self, pieces: Iterator[str], stream: Stream) -> Iterator[str]:
+        rewriter = Rewriter(self.replacements) if self.replacements else None
+        try:
+            for piece in pieces:
+                piece = rewriter.feed(piece) if rewriter else piece
+                if piece:
+                    yield piece
+            tail = rewriter.flush() if rewriter else ""
+            if tail:
+                yield tail
+        finally:
+            if stream.finish_reason is None:  # closed early: stop the backend
+                stream.cancel.set()
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+
+    def _stream_chat(self, messages: Sequence[dict], config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        # A chat reply starts after the generation prompt: leading blanks are the template's.
+        started = False
+        for piece in self._stream_prompt(self.render(messages), self.chat_config(config), stream):
+            if not started:
+                piece = piece.lstrip()
+                started = bool(piece)
+            if piece:
+                yield piece
+
+    def _stream_prompt(self, prompt: str, config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        """Backends without token streaming: the whole completion as one piece."""
+        if stream.cancel.is_set():
+            stream.finish_reason = "stop"
+            return
+        text = self.complete([prompt], config)[0]
+        stream.prompt_tokens = self.count_tokens(prompt)
+        stream.completion_tokens = self.count_tokens(text) if text else 0
+        stream.finish_reason = "length" if stream.completion_tokens >= config.max_new_tokens else "stop"
+        if text:
+            yield text
 
 
 class TransformersEngine(Engine):
-    """transformers `generate`, batched with left padding."""
+    """transformers `generate`, batched with left padding; streams through TextIteratorStreamer."""
 
-    def __init__(self, model, tokenizer, chat_format: str | ChatFormat = "auto", batch_size: int = 8):
+    def __init__(self, model, tokenizer, chat_format: str | ChatFormat = "auto", batch_size: int = 8,
+                 stop_token_ids: Sequence[int] = (), name: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.chat_format = get_format(chat_format, tokenizer)
+        self.name = name or getattr(model.config, "_name_or_path", None) or "model"
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self._extra_stop_ids = tuple(stop_token_ids)
         self._stop_ids = self._single_token_stops()
+        # Fast tokenizers refuse concurrent calls that change padding settings ("Already borrowed").
+        self._tok_lock = threading.Lock()
 
     @classmethod
     def load(cls, model: str | None = None, adapter: str | None = None, chat_format: str | None = None, **kw):
-        from bayling.models import default_chat_format, load_model
+        from bayling.infer.official import detect_official
+        from bayling.models import load_model
 
         m, tok = load_model(model, adapter=adapter)
-        return cls(m, tok, chat_format or default_chat_format(adapter or model), **kw)
+        official = detect_official(adapter or model, m.config)
+        fmt = chat_format or _trained_format(adapter or model) or (official and official.chat_format) or "auto"
+        if official is not None:
+            kw.setdefault("stop_token_ids", official.stop_token_ids)
+        kw.setdefault("name", _display_name(adapter or model))
+        engine = cls(m, tok, fmt, **kw)
+        if official is not None:
+            engine.replacements = official.replacements
+        return engine
 
     def _single_token_stops(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
+        ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids}
         for s in self.chat_format.stop:
             tid = self.tokenizer.convert_tokens_to_ids(s)
             if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
                 ids.add(tid)
         return sorted(i for i in ids if i is not None)
 
+    def count_tokens(self, text: str) -> int:
+        with self._tok_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _generate_kwargs(self, config: GenerationConfig) -> dict:
+        import torch
+
+        tok = self.tokenizer
+        kwargs = dict(max_new_tokens=config.max_new_tokens, eos_token_id=self._stop_ids, pad_token_id=tok.pad_token_id)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=tok)
+        if config.temperature > 0:
+            torch.manual_seed(config.seed)
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
+        return kwargs
+
+    def _text_stops(self, config: GenerationConfig) -> tuple[str, ...]:
+        tok = self.tokenizer
+        return (*config.stop, tok.eos_token or "", tok.pad_token or "")
+
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         import torch
 
         outputs: list[str] = []
         tok = self.tokenizer
-        tok.padding_side = "left"
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
-            enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            with self._tok_lock:
+                tok.padding_side = "left"
+                enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
-            kwargs = dict(
-                max_new_tokens=config.max_new_tokens,
-                eos_token_id=self._stop_ids,
-                pad_token_id=tok.pad_token_id,
-            )
-            if config.stop:
-                kwargs.update(stop_strings=list(config.stop), tokenizer=tok)
-            if config.temperature > 0:
-                torch.manual_seed(config.seed)
-                kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
-            else:
-                kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
             with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
+                out = self.model.generate(**enc, **self._generate_kwargs(config))
             new = out[:, enc["input_ids"].shape[1] :]
             for row in new:
-                text = tok.decode(row, skip_special_tokens=False)
-                text = cut_at_stop(text, (*config.stop, tok.eos_token or "", tok.pad_token or ""))
-                outputs.append(text)
+                outputs.append(cut_at_stop(tok.decode(row, skip_special_tokens=False), self._text_stops(config)))
         return outputs
+
+    def _stream_prompt(self, prompt: str, config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        cancel = stream.cancel
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        with self._tok_lock:
+            enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        n_prompt = enc["input_ids"].shape[1]
+        stream.prompt_tokens = n_prompt
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=False)
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    out = self.model.generate(**enc, **self._generate_kwargs(config), streamer=streamer,
+                                              stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+                result["n"] = out.shape[1] - n_prompt
+                result["last"] = int(out[0, -1]) if result["n"] else None
+            except BaseException as e:  # surfaced in the consumer's thread
+                result["error"] = e
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="bayling-generate", daemon=True)
+        thread.start()
+        scanner = StopScanner(self._text_stops(config))
+        stopped = False
+        try:
+            for piece in streamer:
+                text, stopped = scanner.feed(piece)
+                if text:
+                    yield text
+                if stopped:
+                    cancel.set()  # the rest is past a stop string: end generation now
+                    break
+            if not stopped:
+                tail = scanner.flush()
+                if tail:
+                    yield tail
+        finally:
+            if not stopped and stream.finish_reason is None and not result:
+                cancel.set()  # the consumer went away before the end
+            thread.join()
+        if "error" in result:
+            raise result["error"]
+        stream.completion_tokens = result.get("n", 0)
+        ran_out = stream.completion_tokens >= config.max_new_tokens and result.get("last") not in self._stop_ids
+        stream.finish_reason = "length" if ran_out and not stopped else "stop"
+
+
+def _trained_format(model: str | None) -> str | None:
+    """The chat format a model folder records (bayling.json) or an embedded model has; else None."""
+    from bayling.models import default_chat_format
+
+    fmt = default_chat_format(model)
+    return None if fmt == "auto" else fmt
+
+
+def _display_name(model: str | None) -> str:
+    from pathlib import Path
+
+    from bayling.models import DEFAULT_MODEL
+
+    name = str(model or DEFAULT_MODEL)
+    path = Path(name)
+    return path.name if path.exists() else name

@@ -1,0 +1,126 @@
+"""Models to evaluate and judges to ask: a local engine, or any OpenAI-compatible endpoint.
+
+`open_engine` gives an `Engine` (bayling.infer.engine) either way, so every task generates the
+same way for this project's models, a vLLM server or a hosted API. `ChatClient` is the small
+synchronous client the LLM judge uses.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from bayling.infer.engine import Engine, GenerationConfig
+
+__all__ = ["ChatClient", "OpenAIEngine", "chat_turns", "open_engine"]
+
+
+def _client(base_url: str, api_key: str | None, timeout: float, max_retries: int):
+    from openai import OpenAI
+
+    key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers ignore the key
+    return OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+
+
+class ChatClient:
+    """One chat completion at a time against an OpenAI-compatible `base_url`."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 120.0,
+                 max_retries: int = 2) -> None:
+        self.base_url = base_url
+        self.model = model
+        self._client = _client(base_url, api_key, timeout, max_retries)
+
+    def chat(self, messages: Sequence[dict], *, temperature: float = 0.0, max_tokens: int = 1024,
+             stop: Sequence[str] = (), top_p: float = 1.0, seed: int | None = None) -> str:
+        kw = {"stop": list(stop)} if stop else {}
+        if seed is not None:
+            kw["seed"] = seed
+        resp = self._client.chat.completions.create(
+            model=self.model, messages=list(messages), temperature=temperature, max_tokens=max_tokens,
+            top_p=top_p, **kw,
+        )
+        return resp.choices[0].message.content or ""
+
+    def complete(self, prompt: str, *, temperature: float = 0.0, max_tokens: int = 256,
+                 stop: Sequence[str] = (), top_p: float = 1.0) -> str:
+        kw = {"stop": list(stop)} if stop else {}
+        resp = self._client.completions.create(
+            model=self.model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, top_p=top_p, **kw,
+        )
+        return resp.choices[0].text or ""
+
+
+class OpenAIEngine(Engine):
+    """The Engine interface over an OpenAI-compatible server (the server applies the chat template)."""
+
+    tokenizer = None
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
+                 timeout: float = 300.0) -> None:
+        self.client = ChatClient(base_url, model, api_key, timeout=timeout)
+        self.concurrency = max(1, concurrency)
+
+    def _map(self, fn, items):
+        if self.concurrency == 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(fn, items))
+
+    def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
+        def one(p: str) -> str:
+            return self.client.complete(p, temperature=config.temperature, max_tokens=config.max_new_tokens,
+                                        stop=config.stop, top_p=config.top_p)
+
+        return self._map(one, list(prompts))
+
+    def chat(self, conversations: Sequence[Sequence[dict]], config: GenerationConfig) -> list[str]:
+        def one(messages: Sequence[dict]) -> str:
+            return self.client.chat(messages, temperature=config.temperature, max_tokens=config.max_new_tokens,
+                                    stop=config.stop, top_p=config.top_p).strip()
+
+        return self._map(one, list(conversations))
+
+
+def open_engine(
+    model: str | None = None,
+    *,
+    adapter: str | None = None,
+    chat_format: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    batch_size: int = 8,
+) -> Engine:
+    """A local TransformersEngine, or an OpenAIEngine when `base_url` is given (then `model` is the
+    name the server knows)."""
+    if base_url:
+        if not model:
+            from bayling.eval.common import EvalError
+
+            raise EvalError("--base-url needs --model: the model name the server serves")
+        return OpenAIEngine(base_url, model, api_key, concurrency=batch_size)
+    from bayling.infer.engine import TransformersEngine
+
+    return TransformersEngine.load(model, adapter=adapter, chat_format=chat_format, batch_size=batch_size)
+
+
+def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: GenerationConfig, *,
+               progress: bool = True, label: str = "generating") -> list[list[str]]:
+    """Play scripted conversations: each inner list is one conversation's user turns, each answered
+    with the history so far. Conversations are batched turn by turn."""
+    from bayling.eval.common import progress_bar
+
+    history: list[list[dict]] = [[] for _ in user_turns]
+    replies: list[list[str]] = [[] for _ in user_turns]
+    total = sum(len(t) for t in user_turns)
+    with progress_bar(progress, total, label) as advance:
+        for t in range(max((len(u) for u in user_turns), default=0)):
+            idx = [i for i, u in enumerate(user_turns) if t < len(u)]
+            convs = [history[i] + [{"role": "user", "content": user_turns[i][t]}] for i in idx]
+            outs = engine.chat(convs, config)
+            for i, conv, out in zip(idx, convs, outs):
+                history[i] = conv + [{"role": "assistant", "content": out}]
+                replies[i].append(out)
+            advance(len(idx))
+    return replies

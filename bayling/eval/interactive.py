@@ -1,0 +1,196 @@
+"""Interactive translation: scripted multi-turn sessions, scored turn by turn.
+
+A session translates one sentence, then steers the translation the way a user does in BayLing's
+interactive-translation data: use a term (constraint), change the style, shorten it. Each reply
+is checked for what can be checked without a judge — the term is there (and earlier terms kept),
+the target language is kept, the length limit holds, the text changed when asked to — and
+compared with the reference by chrF. The summary groups turns by kind.
+
+Session script, one JSON object a line:
+  {"id": "...", "src": "...", "ref": "...", "src_lang": "eng_Latn", "tgt_lang": "zho_Hans",
+   "turns": [{"kind": "translate", "user": "..."},
+             {"kind": "constraint", "user": "...", "terms": ["..."]},
+             {"kind": "style", "user": "..."},
+             {"kind": "length", "user": "...", "max_length": 12}]}
+A transcript is the same record plus "replies": [one string per turn].
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import defaultdict
+from typing import Any, Sequence
+
+from bayling.eval.common import EvalError, mean, read_records, script_of, text_length
+
+__all__ = ["KINDS", "build_sessions", "read_sessions", "run_sessions", "score_sessions"]
+
+KINDS = ("translate", "constraint", "style", "length")
+STYLES = (
+    "Please make the translation more formal.",
+    "Please make the translation more casual and conversational.",
+    "Please rewrite the translation in a more vivid, literary style.",
+)
+LENGTH_RATIO = 0.7  # a length turn asks for at most this share of the reference's length
+
+
+def _pick_terms(ref: str, rng: random.Random) -> list[str]:
+    """A term to require, taken from the reference: a long word, or a 2-3 character span in unspaced scripts."""
+    if script_of(ref) == "unspaced":
+        runs = [m.group() for m in re.finditer(r"\w{2,}", ref)]
+        runs = [r for r in runs if not r.isascii()] or runs
+        if not runs:
+            return []
+        run = max(runs, key=len)
+        size = min(len(run), rng.choice((2, 3)))
+        start = rng.randrange(0, len(run) - size + 1)
+        return [run[start : start + size]]
+    words = sorted({w for w in re.findall(r"\w+", ref) if len(w) >= 4 and not w.isdigit()}, key=lambda w: (-len(w), w))
+    return [rng.choice(words[:3])] if words else []
+
+
+def build_sessions(
+    pairs: Sequence[Any],
+    *,
+    kinds: Sequence[str] = KINDS,
+    terms: Sequence[Sequence[str]] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One scripted session per `Pair`: translate, then the follow-up kinds in order.
+
+    Terms for constraint turns come from `terms` (e.g. a constrained-translation corpus) or are
+    taken from the reference; length limits are LENGTH_RATIO of the reference's length.
+    """
+    from bayling.infer.prompts import translation_instruction
+    from bayling.languages import resolve
+
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds or kinds[0] != "translate":
+        raise EvalError(f"session kinds {list(kinds)}: the first must be 'translate', the others from {', '.join(KINDS)}")
+    if terms is not None and len(terms) != len(pairs):
+        raise EvalError(f"build_sessions: {len(pairs)} pairs but {len(terms)} term lists")
+    sessions = []
+    for i, p in enumerate(pairs):
+        rng = random.Random(f"{seed}:{i}")
+        src_name, tgt_name = resolve(p.src_lang).name, resolve(p.tgt_lang).name
+        turns: list[dict[str, Any]] = []
+        for kind in kinds:
+            if kind == "translate":
+                turns.append({"kind": kind, "user": translation_instruction(p.src, src_name, tgt_name)})
+            elif kind == "constraint":
+                want = list(terms[i]) if terms is not None else _pick_terms(p.tgt, rng)
+                if not want:
+                    continue
+                listed = ", ".join(f"“{t}”" for t in want)
+                noun = "term" if len(want) == 1 else "terms"
+                turns.append({"kind": kind, "user": f"Please revise your translation so that it uses the {noun} {listed}.",
+                              "terms": want})
+            elif kind == "style":
+                turns.append({"kind": kind, "user": STYLES[i % len(STYLES)]})
+            elif kind == "length":
+                unit = "characters" if script_of(p.tgt) == "unspaced" else "words"
+                limit = max(1, math.ceil(LENGTH_RATIO * text_length(p.tgt)))
+                turns.append({"kind": kind, "max_length": limit,
+                              "user": f"Please shorten the translation to at most {limit} {unit}, keeping its core meaning."})
+        sessions.append({"id": p.origin, "src": p.src, "ref": p.tgt, "src_lang": p.src_lang, "tgt_lang": p.tgt_lang,
+                         "turns": turns})
+    return sessions
+
+
+def read_sessions(path: str) -> list[dict[str, Any]]:
+    """Session scripts (or transcripts, which add "replies") from JSONL, checked field by field."""
+    sessions = []
+    for where, r in read_records(path):
+        for key in ("src", "tgt_lang", "turns"):
+            if key not in r:
+                raise EvalError(f"{where}: missing field {key!r}")
+        if not isinstance(r["turns"], list) or not r["turns"]:
+            raise EvalError(f"{where}: 'turns' should be a non-empty list")
+        for t in r["turns"]:
+            if not isinstance(t, dict) or not isinstance(t.get("user"), str) or t.get("kind") not in KINDS:
+                raise EvalError(f"{where}: each turn needs 'user' text and a 'kind' from {', '.join(KINDS)}")
+        if "replies" in r and (not isinstance(r["replies"], list) or len(r["replies"]) != len(r["turns"])):
+            raise EvalError(f"{where}: 'replies' should hold one string per turn ({len(r['turns'])})")
+        r.setdefault("id", where)
+        sessions.append(r)
+    if not sessions:
+        raise EvalError(f"{path}: no sessions")
+    return sessions
+
+
+def run_sessions(engine: Any, sessions: Sequence[dict[str, Any]], *, max_new_tokens: int = 256,
+                 progress: bool = True) -> list[list[str]]:
+    """Play every session through `engine.chat`, turn by turn, all sessions batched per turn."""
+    from bayling.eval.engines import chat_turns
+    from bayling.infer.engine import GenerationConfig
+
+    user_turns = [[t["user"] for t in s["turns"]] for s in sessions]
+    return chat_turns(engine, user_turns, GenerationConfig(max_new_tokens=max_new_tokens), progress=progress,
+                      label="interactive sessions")
+
+
+def score_sessions(sessions: Sequence[dict[str, Any]], replies: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
+    """Per-turn checks and a summary by turn kind. `replies` defaults to each session's "replies"."""
+    from sacrebleu.metrics import CHRF
+
+    from bayling.languages import is_on_target
+
+    if replies is None:
+        if any("replies" not in s for s in sessions):
+            raise EvalError("score_sessions: sessions carry no replies; run them through a model first")
+        replies = [s["replies"] for s in sessions]
+    if len(replies) != len(sessions):
+        raise EvalError(f"score_sessions: {len(sessions)} sessions but {len(replies)} reply lists")
+    chrf = CHRF()
+    turns_out = []
+    for s, rs in zip(sessions, replies):
+        required: list[str] = []
+        prev = None
+        for n, (turn, reply) in enumerate(zip(s["turns"], rs), 1):
+            kind = turn["kind"]
+            rec: dict[str, Any] = {"session": s.get("id"), "turn": n, "kind": kind, "tgt_lang": s["tgt_lang"],
+                                   "on_target": is_on_target(reply, s["tgt_lang"])}
+            if kind == "constraint":
+                rec["constraint_ok"] = all(t in reply for t in turn.get("terms", []))
+            if required and kind != "constraint":
+                rec["constraints_kept"] = all(t in reply for t in required)
+            if kind == "constraint":
+                required += turn.get("terms", [])
+            if kind == "length" and "max_length" in turn:
+                rec["length"] = text_length(reply)
+                rec["length_ok"] = rec["length"] <= int(turn["max_length"])
+            if prev is not None:
+                rec["changed"] = reply.strip() != prev.strip()
+            if s.get("ref"):
+                rec["chrf"] = chrf.sentence_score(reply, [s["ref"]]).score
+            prev = reply
+            turns_out.append(rec)
+
+    checks = ("on_target", "constraint_ok", "constraints_kept", "length_ok", "changed")
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for rec in turns_out:
+        by_kind[rec["kind"]].append(rec)
+    breakdown: dict[str, dict[str, Any]] = {}
+    for kind in [k for k in KINDS if k in by_kind]:
+        recs = by_kind[kind]
+        row: dict[str, Any] = {"n": len(recs)}
+        for c in checks:
+            vals = [r[c] for r in recs if r.get(c) is not None]
+            if vals:
+                row[f"{c}_rate"] = mean(vals)
+        pairs = [(reply, s["ref"]) for s, rs in zip(sessions, replies) for t, reply in zip(s["turns"], rs)
+                 if t["kind"] == kind and s.get("ref")]
+        if pairs:
+            row["chrf"] = CHRF().corpus_score([h for h, _ in pairs], [[r for _, r in pairs]]).score
+        breakdown[kind] = row
+    summary = {
+        "sessions": len(sessions),
+        "turns": len(turns_out),
+        "on_target_rate": mean(r["on_target"] for r in turns_out),
+        "constraint_rate": mean(r.get("constraint_ok") for r in turns_out),
+        "constraints_kept_rate": mean(r.get("constraints_kept") for r in turns_out),
+        "length_ok_rate": mean(r.get("length_ok") for r in turns_out),
+    }
+    return {"task": "interactive", **summary, "breakdown": {"turn_kind": breakdown}, "turns_detail": turns_out}

