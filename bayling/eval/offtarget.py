@@ -33,7 +33,7 @@ def offtarget_rate(texts: Sequence[str], tgt_langs: str | Sequence[str], *, segm
     """Off-target rate of `texts`, overall and per target language.
 
     `tgt_langs` is one language for all texts or one per text (any name `resolve` accepts).
-    Each language's entry says what the off-target outputs were detected as instead.
+    Each language's entry (in breakdown.language) says what the off-target outputs were detected as instead.
     With segments=True the per-text verdicts (True on target, False off, None unjudged) are kept.
     """
     from bayling.languages import UnknownLanguage, detect_language, is_on_target, resolve
@@ -66,7 +66,7 @@ def offtarget_rate(texts: Sequence[str], tgt_langs: str | Sequence[str], *, segm
                 entry["detected"][found or "other"] += 1
         verdicts.append(verdict)
 
-    by_language = {}
+    by_language: dict[str, dict] = {}
     for code in sorted(per):
         e = per[code]
         by_language[code] = {
@@ -89,7 +89,7 @@ def offtarget_rate(texts: Sequence[str], tgt_langs: str | Sequence[str], *, segm
         "off_target": off,
         "unjudged": len(texts) - judged,
         "detector": DETECTOR,
-        "by_language": by_language,
+        "breakdown": {"language": by_language},
     }
     if segments:
         result["segments"] = verdicts

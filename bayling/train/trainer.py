@@ -155,6 +155,8 @@ def train(cfg: TrainConfig) -> dict:
         torch.set_num_threads(cfg.torch_threads)
     if not cfg.data:
         raise ValueError("no training data: pass --data FILE (JSONL or a datasets folder)")
+    if not Path(cfg.data).exists():
+        raise FileNotFoundError(f"{cfg.data}: no such data file")
     out = Path(cfg.out)
     model_path = resolve_model_path(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)

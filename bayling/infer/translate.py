@@ -1,0 +1,358 @@
+"""Batch translation: lines, TSV, JSONL or a FLORES folder in; translations out; resumable.
+
+Each input line becomes an `Item` with a stable id. Finished records are appended (and fsynced)
+to `<out>.partial.jsonl` batch by batch; a rerun reads them back and skips those ids. At the end
+the output is written whole, in input order, and atomically replaced — so it is never half
+written and never holds a line twice. Terms that must appear (`constraints`) and a refinement
+request (`refine`) become further chat turns on each result, as in interactive translation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from bayling.infer.engine import Engine, GenerationConfig
+from bayling.infer.prompts import (
+    FEW_SHOT_STOP,
+    constrained_instruction,
+    constraint_request,
+    few_shot_prompt,
+    sample_shots,
+    translation_instruction,
+)
+
+__all__ = [
+    "Item",
+    "PROMPT_MODES",
+    "TranslateError",
+    "TranslateSummary",
+    "first_turn",
+    "read_items",
+    "translate_batch",
+    "translate_file",
+    "translate_text",
+]
+
+PROMPT_MODES = ("few-shot", "chat")
+
+
+class TranslateError(ValueError):
+    """Input that cannot be translated as asked (unknown format, missing language, duplicate ids)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    src: str
+    src_lang: str  # FLORES codes
+    tgt_lang: str
+    ref: str | None = None
+    constraints: tuple[str, ...] = ()
+
+
+def _code(name: str | None, what: str, where: str) -> str:
+    from bayling.languages import resolve
+
+    if not name:
+        raise TranslateError(f"{where}: no {what} language: pass --{what}-lang")
+    return resolve(name).code
+
+
+def read_items(spec: str | Path, src_lang: str | None, tgt_lang: str | None, *, split: str = "devtest",
+               field: str = "src", constraints: Sequence[str] = ()) -> Iterator[Item]:
+    """Items from a FLORES folder, .jsonl, .tsv, or a plain file of lines (blank lines kept as blanks)."""
+    from bayling.corpus.core import LineFile
+    from bayling.corpus.flores import is_flores_dir
+
+    path = Path(spec)
+    if not path.exists():
+        raise TranslateError(f"{path}: no such file or folder")
+    terms = tuple(constraints)
+    if path.is_dir():
+        if not is_flores_dir(path):
+            raise TranslateError(f"{path}: a folder must be FLORES-200 laid out (<split>/<code>.<split>)")
+        yield from _flores_items(path, split, _code(src_lang, "src", str(path)), _code(tgt_lang, "tgt", str(path)), terms)
+        return
+    if path.suffix == ".jsonl":
+        yield from _jsonl_items(path, src_lang, tgt_lang, field, terms)
+        return
+    src, tgt = _code(src_lang, "src", str(path)), _code(tgt_lang, "tgt", str(path))
+    tsv = path.suffix == ".tsv"
+    lines = LineFile(path, allow_blank=True)
+    for line in lines:
+        ref = None
+        if tsv:
+            cells = line.split("\t")
+            if lines.n == 1 and cells[0].strip().lower() in ("src", "source", "text", "sentence"):
+                continue  # header row
+            line, ref = cells[0], (cells[1] if len(cells) > 1 else None)
+        yield Item(str(lines.n), line, src, tgt, ref, terms)
+
+
+def _flores_items(root: Path, split: str, src: str, tgt: str, terms: tuple[str, ...]) -> Iterator[Item]:
+    from bayling.corpus import flores_languages, read_flores_multiway
+
+    have = flores_languages(root, split)
+    if src not in have:
+        raise TranslateError(f"{root}: no {src}.{split} file")
+    langs = [src, tgt] if tgt in have and tgt != src else [src]
+    for no, sents in read_flores_multiway(root, split, langs=langs):
+        yield Item(f"{split}:{no}", sents[src], src, tgt, sents.get(tgt) if tgt != src else None, terms)
+
+
+def _jsonl_items(path: Path, src_lang: str | None, tgt_lang: str | None, field: str,
+                 terms: tuple[str, ...]) -> Iterator[Item]:
+    from bayling.corpus.core import LineFile
+
+    fixed_src = _code(src_lang, "src", str(path)) if src_lang else None
+    fixed_tgt = _code(tgt_lang, "tgt", str(path)) if tgt_lang else None
+    lines = LineFile(path, allow_blank=True)
+    for line in lines:
+        if not line.strip():
+            continue
+        where = f"{path}:{lines.n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TranslateError(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+            raise TranslateError(f"{where}: expected an object with a string field {field!r}")
+        own = rec.get("constraints") or []
+        if not isinstance(own, list) or not all(isinstance(t, str) for t in own):
+            raise TranslateError(f"{where}: 'constraints' should be a list of strings")
+        yield Item(
+            str(rec.get("id", lines.n)), rec[field],
+            fixed_src or _code(rec.get("src_lang"), "src", where),
+            fixed_tgt or _code(rec.get("tgt_lang"), "tgt", where),
+            rec.get("tgt", rec.get("ref")), terms + tuple(own),
+        )
+
+
+def _lang_name(code: str) -> str:
+    from bayling.languages import resolve
+
+    return resolve(code).name
+
+
+def _bos(engine: Engine) -> str:
+    tok = getattr(engine, "tokenizer", None)
+    if tok is not None:
+        return tok.bos_token or ""
+    fmt = getattr(engine, "chat_format", None)
+    return fmt.variables.get("bos", "") if fmt is not None else ""
+
+
+def first_turn(item: Item) -> dict:
+    """The user message that asks for this item's translation."""
+    s, t = _lang_name(item.src_lang), _lang_name(item.tgt_lang)
+    if item.constraints:
+        return {"role": "user", "content": constrained_instruction(item.src, s, t, item.constraints)}
+    return {"role": "user", "content": translation_instruction(item.src, s, t)}
+
+
+def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat",
+                    config: GenerationConfig = GenerationConfig(), refine: str | None = None,
+                    shots: int = 3) -> list[dict]:
+    """One record per item: id, src, hyp, languages, ref, messages (the chat it took) and, when
+    asked, draft (before refinement) and constraints_met."""
+    if mode not in PROMPT_MODES:
+        raise TranslateError(f"unknown prompt mode {mode!r}; choose one of: {', '.join(PROMPT_MODES)}")
+    live = [i for i, it in enumerate(items) if it.src.strip()]
+    hyps = [""] * len(items)
+    if mode == "few-shot":
+        prompts = [
+            few_shot_prompt(items[i].src, _lang_name(items[i].src_lang), _lang_name(items[i].tgt_lang),
+                            sample_shots(items[i].src_lang, items[i].tgt_lang, shots), _bos(engine))
+            for i in live
+        ]
+        cfg = replace(config, stop=tuple(dict.fromkeys(config.stop + FEW_SHOT_STOP)))
+        outs = [o.strip() for o in engine.complete(prompts, cfg)] if prompts else []
+    else:
+        outs = engine.chat([[first_turn(items[i])] for i in live], config) if live else []
+    for i, out in zip(live, outs):
+        hyps[i] = out
+    # An empty answer ends that chat: a turn with no content cannot be rendered again.
+    chats = [[first_turn(it)] + ([{"role": "assistant", "content": h}] if h else []) if it.src.strip() else []
+             for it, h in zip(items, hyps)]
+    live = [i for i in live if hyps[i]]
+
+    # A result missing a required term gets one more turn saying which (chat models only).
+    met: dict[int, bool] = {}
+    fix = []
+    for i in live:
+        missing = [t for t in items[i].constraints if t not in hyps[i]]
+        if items[i].constraints:
+            met[i] = not missing
+        if missing and mode == "chat":
+            fix.append((i, missing))
+    if fix:
+        asks = [chats[i] + [{"role": "user", "content": constraint_request(m)}] for i, m in fix]
+        for (i, _), ask, out in zip(fix, asks, engine.chat(asks, config)):
+            chats[i] = ask + [{"role": "assistant", "content": out}]
+            hyps[i] = out
+            met[i] = all(t in out for t in items[i].constraints)
+
+    drafts = list(hyps)
+    if refine and live:
+        asks = [chats[i] + [{"role": "user", "content": refine}] for i in live]
+        for i, ask, out in zip(live, asks, engine.chat(asks, config)):
+            chats[i] = ask + [{"role": "assistant", "content": out}]
+            hyps[i] = out
+            if items[i].constraints:
+                met[i] = all(t in out for t in items[i].constraints)
+
+    records = []
+    for i, it in enumerate(items):
+        rec = {"id": it.id, "src": it.src, "hyp": hyps[i], "src_lang": it.src_lang, "tgt_lang": it.tgt_lang}
+        if it.ref is not None:
+            rec["ref"] = it.ref
+        if refine and it.src.strip():
+            rec["draft"] = drafts[i]
+        if it.constraints:
+            rec["constraints"] = list(it.constraints)
+            rec["constraints_met"] = met.get(i, True)
+        if chats[i]:
+            rec["messages"] = chats[i]
+        records.append(rec)
+    return records
+
+
+def _read_partial(path: Path) -> dict[str, dict]:
+    """Records from a progress file; a last line cut by a kill is dropped (and cut off the file)."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    done = {}
+    for line in data[:end].decode("utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            done[rec["id"]] = rec
+    return done
+
+
+def _read_final(out: Path, items: Sequence[Item], jsonl: bool) -> dict[str, dict]:
+    """Records of a finished earlier run (its output file), so a rerun redoes nothing."""
+    if not out.exists():
+        return {}
+    text = out.read_text(encoding="utf-8")
+    if jsonl:
+        return {r["id"]: r for r in (json.loads(x) for x in text.splitlines() if x.strip()) if "id" in r}
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    if len(lines) > len(items):
+        return {}
+    return {it.id: {"id": it.id, "src": it.src, "hyp": h} for it, h in zip(items, lines)}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
+def _write_atomic(out: Path, lines: Iterable[str]) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
+
+
+@dataclass
+class TranslateSummary:
+    total: int = 0
+    translated: int = 0
+    resumed: int = 0
+    out: str | None = None
+    constraints_met: float | None = None
+
+
+def translate_file(
+    engine: Engine,
+    items: Iterable[Item],
+    out: str | Path | None,
+    *,
+    mode: str = "chat",
+    config: GenerationConfig = GenerationConfig(),
+    refine: str | None = None,
+    batch_size: int = 8,
+    on_progress: Callable[[int, int], None] | None = None,
+    emit: Callable[[dict], None] | None = None,
+) -> TranslateSummary:
+    """Translate `items` into `out` (.jsonl: records; anything else: one translation per line).
+
+    With out=None every record goes to `emit` as soon as its batch is done (no resuming).
+    `on_progress(done, total)` is called after each batch.
+    """
+    items = list(items)
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise TranslateError(f"input ids must be unique; {dup!r} appears more than once")
+    summary = TranslateSummary(total=len(items), out=str(out) if out else None)
+    jsonl = out is not None and str(out).endswith(".jsonl")
+    done: dict[str, dict] = {}
+    partial = None
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial.jsonl")
+        done = {**_read_final(out, items, jsonl), **_read_partial(partial)}
+        # A record counts only if it is for the same source text (the input may have changed).
+        by_id = {it.id: it for it in items}
+        done = {k: r for k, r in done.items() if k in by_id and r.get("src") == by_id[k].src}
+    todo = [it for it in items if it.id not in done]
+    summary.resumed = len(items) - len(todo)
+    if on_progress:
+        on_progress(summary.resumed, len(items))
+    sink = open(partial, "a", encoding="utf-8") if partial is not None else None
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            records = translate_batch(engine, batch, mode=mode, config=config, refine=refine)
+            for rec in records:
+                done[rec["id"]] = rec
+                if sink is not None:
+                    sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                elif emit is not None:
+                    emit(rec)
+            if sink is not None:
+                sink.flush()
+                os.fsync(sink.fileno())
+            summary.translated += len(batch)
+            if on_progress:
+                on_progress(summary.resumed + summary.translated, len(items))
+    finally:
+        if sink is not None:
+            sink.close()
+    if out is not None:
+        ordered = [done[i] for i in ids]
+        if jsonl:
+            _write_atomic(out, (json.dumps(r, ensure_ascii=False) for r in ordered))
+        else:
+            _write_atomic(out, (_one_line(r["hyp"]) for r in ordered))
+        partial.unlink(missing_ok=True)
+    scored = [r["constraints_met"] for r in done.values() if "constraints_met" in r]
+    if scored:
+        summary.constraints_met = sum(scored) / len(scored)
+    return summary
+
+
+def translate_text(engine: Engine, text: str, src_lang: str, tgt_lang: str, *, mode: str = "chat",
+                   config: GenerationConfig = GenerationConfig(), constraints: Sequence[str] = ()) -> dict:
+    """One translation with the chat it took (for the web page, which refines it further)."""
+    item = Item("0", text, _code(src_lang, "src", "request"), _code(tgt_lang, "tgt", "request"),
+                constraints=tuple(constraints))
+    rec = translate_batch(engine, [item], mode=mode, config=config)[0]
+    return {k: rec[k] for k in ("hyp", "src_lang", "tgt_lang", "messages", "constraints_met") if k in rec}
+

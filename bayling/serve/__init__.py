@@ -1,0 +1,1 @@
+"""`bayling serve`: an OpenAI-compatible HTTP API and a web page over one engine."""

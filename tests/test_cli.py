@@ -1,0 +1,81 @@
+"""The `bayling` command as a user meets it: help everywhere, one-line errors, exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayling.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bayling(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bayling.cli", *args], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def _commands(typer_app, prefix=()):
+    from typer.main import get_command
+
+    cmd = get_command(typer_app)
+    stack = [(prefix, cmd)]
+    while stack:
+        path, c = stack.pop()
+        yield path
+        for name, sub in getattr(c, "commands", {}).items():
+            stack.append((path + (name,), sub))
+
+
+def test_every_command_has_help():
+    paths = list(_commands(app))
+    assert ("train",) in paths and ("languages",) in paths and ("quickstart",) in paths
+    for path in paths:
+        r = bayling(*path, "--help")
+        assert r.returncode == 0, (path, r.stderr)
+        assert "Usage" in r.stdout
+
+
+def test_languages_lists_204_flores_codes():
+    r = bayling("languages")
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 204
+    assert all("_" in line.split("\t")[0] for line in lines)
+    assert bayling("languages", "中文").stdout.startswith("zho_Hans\t")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["languages", "Klingonese"], "unknown language 'Klingonese'"),
+        (["corpus", "count", "/nonexistent/file.tsv"], "/nonexistent/file.tsv"),
+        (["train", "--data", "/nonexistent.jsonl", "--model", str(ROOT)], "nonexistent.jsonl"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, fragment):
+    r = bayling(*args)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert fragment in err
+
+
+def test_debug_shows_the_traceback():
+    r = bayling("languages", "Klingonese", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_recipes_parse():
+    from bayling.train import TrainConfig, load_recipe
+
+    for recipe in sorted((ROOT / "recipes").glob("*.yaml")):
+        cfg = TrainConfig.from_dict(load_recipe(recipe))
+        assert cfg.data and cfg.out and cfg.model, recipe
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  learning_rat: 0.1\n")
+    r = bayling("train", str(bad))
+    assert r.returncode == 2 and "learning_rat" in r.stderr
