@@ -194,3 +194,21 @@ def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(full(ids).logits, peft_model(ids).logits, atol=1e-4, rtol=1e-4)
     assert "<|im_start|>" in tok.chat_template
+
+
+def test_trained_positions_only_loss_equals_the_full_loss(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Skipping the LM head on untrained positions changes nothing in the loss."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from bayling.train.trainer import _sft_trainer_class
+
+    path = write_convs(tmp_path / "c.jsonl", n=6)
+    examples, _ = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 512)
+    batch = Collator(tiny_tokenizer.pad_token_id, packed=False)(examples[:3])
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = _sft_trainer_class()(model=model, args=TrainingArguments(str(tmp_path / "o"), use_cpu=True,
+                                                                       report_to=[]))
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        reference = model(**batch).loss  # transformers' own shifted mean cross-entropy
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from bayling.eval.common import EvalError, check_aligned, read_records
+from bayling.infer.prompts import constrained_instruction  # the request a model gets (one home: infer.prompts)
 
 __all__ = [
     "ConstrainedItem",
@@ -133,13 +134,3 @@ def score_constraints(
         for k in ("bleu", "chrf", "off_target_rate"):
             result[k] = result["translation"].get(k)
     return result
-
-
-def constrained_instruction(source: str, src_name: str, tgt_name: str, terms: Sequence[str]) -> str:
-    """The request for a constrained translation: the plain instruction plus the terms to use."""
-    from bayling.infer.prompts import translation_instruction
-
-    listed = ", ".join(f"“{t}”" for t in terms)
-    base = translation_instruction(source, src_name, tgt_name)
-    head, _, text = base.partition("\n\n")
-    return f"{head} The translation must use these terms: {listed}.\n\n{text}"

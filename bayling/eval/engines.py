@@ -13,7 +13,9 @@ from typing import Sequence
 
 from bayling.infer.engine import Engine, GenerationConfig
 
-__all__ = ["ChatClient", "OpenAIEngine", "chat_turns", "open_engine"]
+__all__ = ["EMPTY_REPLY", "ChatClient", "OpenAIEngine", "chat_turns", "open_engine"]
+
+EMPTY_REPLY = "(no reply)"
 
 
 def _client(base_url: str, api_key: str | None, timeout: float, max_retries: int):
@@ -120,7 +122,8 @@ def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: Gene
             convs = [history[i] + [{"role": "user", "content": user_turns[i][t]}] for i in idx]
             outs = engine.chat(convs, config)
             for i, conv, out in zip(idx, convs, outs):
-                history[i] = conv + [{"role": "assistant", "content": out}]
+                # chat formats refuse empty turns: the history shows a placeholder, the reply stays empty
+                history[i] = conv + [{"role": "assistant", "content": out if out.strip() else EMPTY_REPLY}]
                 replies[i].append(out)
             advance(len(idx))
     return replies

@@ -63,7 +63,7 @@ def build_sessions(
     Terms for constraint turns come from `terms` (e.g. a constrained-translation corpus) or are
     taken from the reference; length limits are LENGTH_RATIO of the reference's length.
     """
-    from bayling.infer.prompts import translation_instruction
+    from bayling.infer.prompts import constraint_request, translation_instruction
     from bayling.languages import resolve
 
     bad = [k for k in kinds if k not in KINDS]
@@ -83,10 +83,7 @@ def build_sessions(
                 want = list(terms[i]) if terms is not None else _pick_terms(p.tgt, rng)
                 if not want:
                     continue
-                listed = ", ".join(f"“{t}”" for t in want)
-                noun = "term" if len(want) == 1 else "terms"
-                turns.append({"kind": kind, "user": f"Please revise your translation so that it uses the {noun} {listed}.",
-                              "terms": want})
+                turns.append({"kind": kind, "user": constraint_request(want), "terms": want})
             elif kind == "style":
                 turns.append({"kind": kind, "user": STYLES[i % len(STYLES)]})
             elif kind == "length":
@@ -189,7 +186,7 @@ def score_sessions(sessions: Sequence[dict[str, Any]], replies: Sequence[Sequenc
         "sessions": len(sessions),
         "turns": len(turns_out),
         "on_target_rate": mean(r["on_target"] for r in turns_out),
-        "constraint_rate": mean(r.get("constraint_ok") for r in turns_out),
+        "constraint_ok_rate": mean(r.get("constraint_ok") for r in turns_out),
         "constraints_kept_rate": mean(r.get("constraints_kept") for r in turns_out),
         "length_ok_rate": mean(r.get("length_ok") for r in turns_out),
     }

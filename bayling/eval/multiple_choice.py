@@ -373,9 +373,10 @@ def generative_prompt(q: MCQuestion) -> str:
     return f"{q.stem}\nChoices:\n{opts}\n\nAnswer:\nOutput the correct answer in this format: \"Answer is choice ()\""
 
 
+_LETTER = r"[A-J](?![A-Za-z])[\)）]?"  # a letter, not the start of a word ("Answer is Because")
 _CHOICE_PATTERNS = [
-    re.compile(r"answer\s+is\s*(?:choice|option)?\s*[:：]?\s*[\(（\[]?\s*([A-J](?:\s*[,、和&]?\s*[\(（]?[A-J][\)）]?)*)\b", re.I),
-    re.compile(r"答案(?:是|为|：|:)\s*(?:选项)?\s*[:：]?\s*[\(（]?\s*([A-J](?:\s*[,、和]?\s*[\(（]?[A-J][\)）]?)*)"),
+    re.compile(rf"(?i:answer\s+is)\s*(?i:choice|option)?\s*[:：]?\s*[\(（\[]?\s*({_LETTER}(?:\s*[,、和&]?\s*[\(（]?{_LETTER})*)"),
+    re.compile(rf"答案(?:是|为|：|:)\s*(?:选项)?\s*[:：]?\s*[\(（]?\s*({_LETTER}(?:\s*[,、和]?\s*[\(（]?{_LETTER})*)"),
     re.compile(r"^\s*[\(（]?([A-J])[\)）\.．:：]?(?:\s|$)"),
     re.compile(r"[\(（]([A-J])[\)）]"),
 ]
@@ -458,11 +459,16 @@ def evaluate_mc(
                 p["pred_norm"] = norm.index(max(norm))
                 p["correct"] = _is_correct(q, (p["pred"],))
                 p["correct_norm"] = _is_correct(q, (p["pred_norm"],))
-    if method in ("generate", "both") or any(q.kind == "numeric" for q in questions):
-        texts = list(outputs) if outputs is not None else _generate(engine, questions, prompt, max_new_tokens, progress)
-        if len(texts) != len(questions):
-            raise EvalError(f"{len(questions)} questions but {len(texts)} generated answers")
-        for q, p, text in zip(questions, preds, texts):
+    gen = [i for i, q in enumerate(questions) if method != "loglik" or q.kind == "numeric"]
+    if gen:
+        if outputs is not None:
+            if len(outputs) != len(questions):
+                raise EvalError(f"{len(questions)} questions but {len(outputs)} ready answers")
+            texts = [outputs[i] for i in gen]
+        else:
+            texts = _generate(engine, [questions[i] for i in gen], prompt, max_new_tokens, progress)
+        for i, text in zip(gen, texts):
+            q, p = questions[i], preds[i]
             parsed: Any = parse_number(text) if q.kind == "numeric" else parse_choice(text, len(q.options))
             p["output"] = text
             p["pred_generate"] = list(parsed) if isinstance(parsed, tuple) else parsed

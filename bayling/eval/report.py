@@ -24,8 +24,7 @@ __all__ = ["load_results", "summary_of", "to_html", "to_markdown", "write_report
 PRIMARY = (
     "bleu", "chrf", "chrf++", "ter", "comet", "off_target_rate", "inclusion_rate", "term_inclusion_rate",
     "sentence_inclusion_rate", "accuracy", "accuracy_norm", "accuracy_generate", "macro_accuracy", "score",
-    "win_rate", "win_rate_adjusted", "loss_rate", "tie_rate", "on_target_rate", "constraint_rate",
-    "constraint_ok_rate", "constraints_kept_rate", "length_ok_rate", "changed_rate",
+    "win_rate", "win_rate_adjusted", "loss_rate", "tie_rate", "on_target_rate", "constraint_ok_rate", "constraints_kept_rate", "length_ok_rate", "changed_rate",
 )
 LOWER_IS_BETTER = {"ter", "off_target_rate", "loss_rate"}
 _COUNTS = {"n", "nrefs", "judged", "unjudged", "off_target", "terms", "wins", "losses", "ties", "turns", "sessions",

@@ -274,7 +274,8 @@ def paired_significance(
             "system": float(system.score),
             "delta": float(system.score - base.score),
             "p_value": _num(system.p_value),
-            "significant": system.p_value is not None and system.p_value < 0.05,
+            # sacreBLEU gives p < 0.05 for a system against itself (zero difference is "not chance")
+            "significant": system.p_value is not None and system.p_value < 0.05 and system.score != base.score,
             "baseline_ci": {"mean": _num(base.mean), "ci95": _num(base.ci)},
             "system_ci": {"mean": _num(system.mean), "ci95": _num(system.ci)},
             "signature": sigs[key].format(),

@@ -26,10 +26,12 @@ from bayling.infer.prompts import (
 )
 
 __all__ = [
+    "BASE_MODELS",
     "Item",
     "PROMPT_MODES",
     "TranslateError",
     "TranslateSummary",
+    "default_prompt_mode",
     "first_turn",
     "read_items",
     "translate_batch",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 PROMPT_MODES = ("few-shot", "chat")
+# Embedded models that are not instruction-tuned: they translate through a few-shot prompt.
+BASE_MODELS = frozenset({"gemma3-270m"})
 
 
 class TranslateError(ValueError):
@@ -52,6 +56,14 @@ class Item:
     tgt_lang: str
     ref: str | None = None
     constraints: tuple[str, ...] = ()
+
+
+def default_prompt_mode(model: str | None, adapter: str | None = None, backend: str = "transformers") -> str:
+    """few-shot for an embedded base model used as it is; chat for tuned models and remote servers."""
+    from bayling.models import DEFAULT_MODEL
+
+    plain_base = backend != "openai" and not adapter and (model or DEFAULT_MODEL) in BASE_MODELS
+    return "few-shot" if plain_base else "chat"
 
 
 def _code(name: str | None, what: str, where: str) -> str:
@@ -178,32 +190,25 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
     # An empty answer ends that chat: a turn with no content cannot be rendered again.
     chats = [[first_turn(it)] + ([{"role": "assistant", "content": h}] if h else []) if it.src.strip() else []
              for it, h in zip(items, hyps)]
-    live = [i for i in live if hyps[i]]
 
-    # A result missing a required term gets one more turn saying which (chat models only).
-    met: dict[int, bool] = {}
-    fix = []
-    for i in live:
-        missing = [t for t in items[i].constraints if t not in hyps[i]]
-        if items[i].constraints:
-            met[i] = not missing
-        if missing and mode == "chat":
-            fix.append((i, missing))
-    if fix:
-        asks = [chats[i] + [{"role": "user", "content": constraint_request(m)}] for i, m in fix]
-        for (i, _), ask, out in zip(fix, asks, engine.chat(asks, config)):
-            chats[i] = ask + [{"role": "assistant", "content": out}]
-            hyps[i] = out
-            met[i] = all(t in out for t in items[i].constraints)
+    def more(asks: dict[int, str]) -> None:
+        """One further turn on each chat in `asks` (index -> request); an empty reply changes nothing."""
+        ids = [i for i in asks if hyps[i]]
+        convs = [chats[i] + [{"role": "user", "content": asks[i]}] for i in ids]
+        for i, conv, out in zip(ids, convs, engine.chat(convs, config) if convs else []):
+            if out:
+                chats[i] = conv + [{"role": "assistant", "content": out}]
+                hyps[i] = out
 
+    def missing(i: int) -> list[str]:
+        return [t for t in items[i].constraints if t not in hyps[i]]
+
+    # A result missing a required term gets one more turn naming them (chat models only).
+    if mode == "chat":
+        more({i: constraint_request(missing(i)) for i in live if missing(i)})
     drafts = list(hyps)
-    if refine and live:
-        asks = [chats[i] + [{"role": "user", "content": refine}] for i in live]
-        for i, ask, out in zip(live, asks, engine.chat(asks, config)):
-            chats[i] = ask + [{"role": "assistant", "content": out}]
-            hyps[i] = out
-            if items[i].constraints:
-                met[i] = all(t in out for t in items[i].constraints)
+    if refine:
+        more({i: refine for i in live})
 
     records = []
     for i, it in enumerate(items):
@@ -214,7 +219,7 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
             rec["draft"] = drafts[i]
         if it.constraints:
             rec["constraints"] = list(it.constraints)
-            rec["constraints_met"] = met.get(i, True)
+            rec["constraints_met"] = bool(hyps[i]) and not missing(i)
         if chats[i]:
             rec["messages"] = chats[i]
         records.append(rec)

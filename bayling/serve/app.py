@@ -302,7 +302,9 @@ def create_app(
                        include_usage: bool = False, echo: str = ""):
         await gate.enter()
         try:
-            config = await in_pool(prepare, target, config)
+            # Short prompts are checked right here: a thread hop would cost more than tokenizing.
+            small = sum(len(m["content"]) for m in target) if isinstance(target, list) else len(target)
+            config = prepare(target, config) if small < 2048 else await in_pool(prepare, target, config)
         except BaseException:
             gate.leave()
             raise

@@ -1,0 +1,114 @@
+"""What reference-mode follow-ups are grounded in: terms, preserved items and corruptions of a reference.
+
+Each helper looks only at the sentences themselves, so a turn built from its result is true of
+the data: a term is cut from the reference (so the reference contains it), preserved items are
+numbers, names and markup that the reference already carries over from the source, and a
+corruption is the reference with one deliberate error (what the *user* proposes, never what the
+assistant says). Patterns are compiled once at import; nothing here calls a model.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+__all__ = ["corrupt", "pick_terms", "preserved_items", "script_of"]
+
+# Scripts written without spaces between words.
+UNSPACED = frozenset({"Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
+_EDGE = "\"'`.,;:!?()[]{}<>«»“”„‘’‚‹›「」『』（）【】《》，。、！？：；…—–-·¡¿/\\*"
+# Chinese: split on non-Han characters and on common one-character function words, so what is
+# left is mostly whole content words (no segmenter needed).
+_HAN_SPLIT = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff]+|[的了是在和与把被对从到也都就而及或着过这那个们将于以之其]")
+_JA_TERM = re.compile(r"[\u4e00-\u9fff々]{2,4}|[\u30a1-\u30faー]{3,8}")
+_NUMBER = re.compile(r"[0-9]+(?:[.,:][0-9]+)*")
+_MARKUP = re.compile(r"<[^<>\s][^<>]*>|https?://[^\s)\]]+|[\w.+-]+@[\w-]+\.[\w.]+")
+_NAME = re.compile(r"[A-Z][A-Za-z'-]*[A-Za-z]")
+_MIN_WORD = {"Hang": 2}  # Korean words (with their particles) are short; elsewhere 5+ letters
+_MIN_WORD_DEFAULT = 5
+
+
+def script_of(code: str) -> str:
+    """ISO 15924 script of a FLORES code ("zho_Hans" -> "Hans")."""
+    return code.rpartition("_")[2]
+
+
+def _candidates(text: str, script: str) -> list[str]:
+    if script in ("Hans", "Hant"):
+        return [c for c in _HAN_SPLIT.split(text) if 2 <= len(c) <= 4]
+    if script == "Jpan":
+        return _JA_TERM.findall(text)
+    if script in UNSPACED:
+        return []
+    least = _MIN_WORD.get(script, _MIN_WORD_DEFAULT)
+    words = (w.strip(_EDGE) for w in text.split())
+    return [w for w in words if len(w) >= least and w.replace("-", "").replace("'", "").isalpha()]
+
+
+def pick_terms(reference: str, script: str, rng: random.Random) -> tuple[str, ...]:
+    """One or two content words/phrases cut from the reference; () when none can be found."""
+    found = list(dict.fromkeys(_candidates(reference, script)))
+    if not found:
+        return ()
+    k = 2 if len(found) >= 4 and rng.random() < 0.3 else 1
+    return tuple(rng.sample(found, k))
+
+
+def preserved_items(source: str, reference: str) -> tuple[str, ...]:
+    """Numbers, markup and Latin-script names of the source that the reference keeps verbatim.
+
+    () when there are none, or when the reference changes any number or markup of the source
+    (then asking to "keep the numbers" would not be answered by the reference).
+    """
+    kept = _NUMBER.findall(source) + _MARKUP.findall(source)
+    if any(item not in reference for item in kept):
+        return ()
+    first, _, rest = source.partition(" ")  # a sentence's first word is capitalised anyway
+    names = [n for n in _NAME.findall(rest) if len(n) >= 3 and n in reference]
+    return tuple(dict.fromkeys(kept + names))
+
+
+def corrupt(reference: str, script: str, rng: random.Random) -> str | None:
+    """The reference with one error: a changed number, swapped or dropped words, or a cut span."""
+    numbers = list(_NUMBER.finditer(reference))
+    if numbers and rng.random() < 0.6:
+        m = rng.choice(numbers)
+        digits = [i for i in range(m.start(), m.end()) if reference[i].isdigit()]
+        i = rng.choice(digits)
+        new = rng.choice([d for d in "0123456789" if d != reference[i]])
+        return reference[:i] + new + reference[i + 1:]
+    if script not in UNSPACED:
+        return _corrupt_words(reference, rng)
+    return _corrupt_chars(reference, rng)
+
+
+def _corrupt_words(reference: str, rng: random.Random) -> str | None:
+    words = reference.split(" ")
+    if len(words) < 4:
+        return None
+    inner = range(1, len(words) - 2)  # keep the first word and the final punctuation in place
+    if rng.random() < 0.5:
+        i = rng.choice(inner)
+        if words[i] == words[i + 1]:
+            return None
+        words[i], words[i + 1] = words[i + 1], words[i]
+    else:
+        content = [i for i in range(1, len(words) - 1) if len(words[i].strip(_EDGE)) >= 4]
+        if not content:
+            return None
+        del words[rng.choice(content)]
+    wrong = " ".join(words)
+    return wrong if wrong != reference else None
+
+
+def _corrupt_chars(reference: str, rng: random.Random) -> str | None:
+    if len(reference) < 10:
+        return None
+    size = rng.choice((2, 3))
+    start = rng.randrange(2, len(reference) - size - 2)
+    if rng.random() < 0.5:  # swap two neighbouring spans
+        a, b = reference[start:start + size], reference[start + size:start + 2 * size]
+        wrong = reference[:start] + b + a + reference[start + 2 * size:]
+    else:  # drop a span
+        wrong = reference[:start] + reference[start + size:]
+    return wrong if wrong != reference and wrong.strip(_EDGE) else None

