@@ -21,6 +21,10 @@ app.add_typer(models_app, name="models")
 from bayling.train.cli import merge_command, train_command  # noqa: E402  (light: heavy imports inside)
 
 app.command("train")(train_command)
+
+from bayling.eval.cli import app as eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval", help="Evaluation: translation, off-target, constraints, judge, exams.")
 app.command("merge")(merge_command)
 app.add_typer(corpus_app, name="corpus")
 

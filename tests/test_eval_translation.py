@@ -155,3 +155,15 @@ def test_few_shot_translation_with_the_embedded_model(shared_data):
     assert len(hyps) == 2 and all("\n" not in h for h in hyps)
     res = score_directions(test, hyps, metrics=("chrf",))
     assert res["direction"] == "eng_Latn-fra_Latn" and res["chrf"] > 0
+
+
+def test_comet_is_optional(tmp_path):
+    import importlib.util
+
+    with pytest.raises(EvalError, match="no such COMET checkpoint"):
+        score_translation(["a"], ["a"], ["a"], "en", comet=str(tmp_path / "missing.ckpt"))
+    if importlib.util.find_spec("comet") is None:
+        ckpt = tmp_path / "model.ckpt"
+        ckpt.write_bytes(b"")
+        res = score_translation(["a b c"], ["a b c"], ["x y z"], "en", comet=str(ckpt), metrics=("bleu",))
+        assert res["comet"] is None and any("COMET skipped" in n for n in res["notes"])

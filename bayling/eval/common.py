@@ -2,7 +2,7 @@
 
 Readers follow sacreBLEU's CLI exactly where scores depend on it: a file is split on "\\n" only
 and each line loses its trailing whitespace, so `bayling eval translation` scores the same
-strings `sacrebleu` does.
+strings `sacrebleu` does (one difference: a UTF-8 BOM opening a file is dropped, never scored).
 """
 
 from __future__ import annotations
