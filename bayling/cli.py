@@ -22,8 +22,17 @@ from bayling.train.cli import merge_command, train_command  # noqa: E402  (light
 
 app.command("train")(train_command)
 
+from bayling.data.cli import app as data_app  # noqa: E402
+from bayling.infer.cli import chat_command, delta_app, translate_command  # noqa: E402
+from bayling.serve.cli import serve_command  # noqa: E402
+
+app.command("chat")(chat_command)
+app.command("translate")(translate_command)
+app.command("serve")(serve_command)
+app.add_typer(delta_app, name="delta", help="BayLing v1 delta weights: apply or make.")
 from bayling.eval.cli import app as eval_app  # noqa: E402
 
+app.add_typer(data_app, name="data", help="Build, filter, mix and describe instruction data.")
 app.add_typer(eval_app, name="eval", help="Evaluation: translation, off-target, constraints, judge, exams.")
 app.command("merge")(merge_command)
 app.add_typer(corpus_app, name="corpus")

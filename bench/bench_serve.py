@@ -240,7 +240,7 @@ def main() -> None:
     ap.add_argument("--per-client", type=int, default=25, help="requests per client in the overhead runs")
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--serve-fake", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "serve.json")
+    ap.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     args = ap.parse_args()
     if args.serve_fake is not None:
         return _serve_fake(args.serve_fake)
@@ -257,9 +257,10 @@ def main() -> None:
               f"{r['server_p99_ms']:>10} {r['overhead_p50']:>7.1%} {r['overhead_p99']:>7.1%}")
     report["memory"] = memory_soak(args.minutes * 60)
     print(json.dumps(report["memory"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

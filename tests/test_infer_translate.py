@@ -187,8 +187,7 @@ def test_translate_cli_on_the_tiny_model(tiny_model_dir, tmp_path):
 def test_translate_with_the_embedded_base_model(tmp_path):
     from bayling.infer.engine import TransformersEngine
 
-    engine = TransformersEngine.load("gemma3-270m", batch_size=2)
-    items = list(read_items(sample_dir(), "en", "fr", split="devtest"))[:2]
-    s = translate_file(engine, items, tmp_path / "o.jsonl", mode="few-shot", config=GenerationConfig(max_new_tokens=40))
-    recs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert s.translated == 2 and all(r["hyp"] and "\n" not in r["hyp"] for r in recs)
+    engine = TransformersEngine.load("gemma3-270m")
+    items = list(read_items(sample_dir(), "en", "fr", split="devtest"))[:1]
+    s = translate_file(engine, items, tmp_path / "o.txt", mode="few-shot", config=GenerationConfig(max_new_tokens=16))
+    assert s.translated == 1 and (tmp_path / "o.txt").read_text().strip()

@@ -212,3 +212,25 @@ def test_trained_positions_only_loss_equals_the_full_loss(tiny_model_dir, tiny_t
         ours = trainer.compute_loss(model, dict(batch))
         reference = model(**batch).loss  # transformers' own shifted mean cross-entropy
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_chunked_loss_matches_on_the_embedded_gemma(tmp_path):
+    """Gemma 3 (262k vocab, sliding-window layers): our loss equals transformers' on real weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from bayling.models import resolve_model_path
+    from bayling.train.trainer import _sft_trainer_class
+
+    path = resolve_model_path("gemma3-270m")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    data = write_convs(tmp_path / "c.jsonl", n=3)
+    examples, _ = tokenize_conversations(read_conversations(data), tok, get_format("gemma"), 512)
+    batch = Collator(tok.pad_token_id, packed=False)(examples)
+    trainer = _sft_trainer_class()(model=model, args=TrainingArguments(str(tmp_path / "o"), use_cpu=True,
+                                                                       report_to=[]))
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        reference = model(**batch).loss
+    torch.testing.assert_close(ours, reference, atol=2e-4, rtol=2e-4)

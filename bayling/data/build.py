@@ -10,7 +10,7 @@ shards of a limited run partition that same run. Memory stays flat: one line at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -40,7 +40,6 @@ class BuildConfig:
     lang_sizes: dict[str, float] | None = None  # relative data size per language (default: built-in tiers)
     system: str = ""
     shard: tuple[int, int] = (0, 1)
-    extra: dict = field(default_factory=dict)  # keyword arguments for bayling.corpus.open_pairs
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,22 +70,22 @@ def read_units(cfg: BuildConfig) -> tuple[list[str], Iterator[Unit]]:
 
     if corpus_kind(cfg.corpus) == "flores":
         rows = read_flores_multiway(cfg.corpus, cfg.split, cfg.langs)
-        langs = list(cfg.langs and _resolved(cfg) or flores_languages(cfg.corpus, cfg.split))
+        langs = _resolved(cfg.langs) if cfg.langs else flores_languages(cfg.corpus, cfg.split)
         corpus_id = f"{Path(cfg.corpus).resolve().name}/{cfg.split}"
         lines: Iterator[tuple[str, dict[str, str], tuple[str, str] | None]] = (
             (f"{corpus_id}:{no}", texts, None) for no, texts in rows)
     else:
         src, tgt = (cfg.langs + [None, None])[:2] if cfg.langs else (None, None)
-        pairs = open_pairs(cfg.corpus, src_lang=src, tgt_lang=tgt, **cfg.extra)
+        pairs = open_pairs(cfg.corpus, src_lang=src, tgt_lang=tgt)
         lines = ((p.origin, {p.src_lang: p.src, p.tgt_lang: p.tgt}, (p.src_lang, p.tgt_lang)) for p in pairs)
-        langs = [c for c in (src, tgt) if c]
+        langs = _resolved([c for c in (src, tgt) if c])
     return langs, _units(lines, cfg)
 
 
-def _resolved(cfg: BuildConfig) -> list[str]:
+def _resolved(names: list[str]) -> list[str]:
     from bayling.corpus.core import lang_code
 
-    return list(dict.fromkeys(lang_code(name) for name in cfg.langs or ()))
+    return list(dict.fromkeys(lang_code(name) for name in names))
 
 
 def _units(lines, cfg: BuildConfig) -> Iterator[Unit]:

@@ -91,7 +91,7 @@ def build(
         temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
         shard=parse_shard(shard) if shard else (0, 1),
     )
-    bar = _progress(progress, limit, "conv")
+    bar = _progress(progress, limit if not shard else None, "conv")
     start = time.perf_counter()
     try:
         if mode == "reference":

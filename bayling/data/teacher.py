@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import json
 import os
 import random
@@ -214,6 +215,10 @@ async def fill_plan(plan: Plan, client: TeacherClient, write_users: bool) -> dic
     return to_record(plan, **extra)
 
 
+def _requests_needed(plan: Plan, write_users: bool) -> int:
+    return sum((t.answer is None) + (write_users and bool(t.brief) and i > 0) for i, t in enumerate(plan.turns))
+
+
 def _fingerprint(plans_key: str, cfg: TeacherConfig) -> str:
     params = {"plans": plans_key, "model": cfg.model, "temperature": cfg.temperature,
               "max_tokens": cfg.max_tokens, "write_users": cfg.write_users}
@@ -222,17 +227,16 @@ def _fingerprint(plans_key: str, cfg: TeacherConfig) -> str:
 
 def _load_checkpoint(partial: Path, fingerprint: str) -> set[str]:
     """Ids already written; a torn last line (killed mid-write) is cut off the file."""
-    if not partial.exists():
+    data = partial.read_bytes() if partial.exists() else b""
+    end = data.rfind(b"\n") + 1
+    if end == 0:  # new, or killed before its first line was complete
         partial.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
         return set()
-    data = partial.read_bytes()
-    end = data.rfind(b"\n") + 1
     if end < len(data):
         with open(partial, "r+b") as f:
             f.truncate(end)
     lines = data[:end].decode("utf-8").splitlines()
-    head = json.loads(lines[0]) if lines else {}
-    if head.get("fingerprint") != fingerprint:
+    if json.loads(lines[0]).get("fingerprint") != fingerprint:
         raise TeacherError(f"{partial}: a checkpoint from a run with other settings is in the way; "
                            "rerun with the same arguments, or delete it to start over")
     return {json.loads(line)["meta"]["id"] for line in lines[1:] if line.strip()}
@@ -258,13 +262,20 @@ async def run_teacher(plans: Iterable[Plan], out: str | Path, cfg: TeacherConfig
     fd = os.open(partial, os.O_WRONLY | os.O_APPEND)
 
     async def produce() -> None:
-        for plan in plans:
+        # Longest conversations first within a window, so the run does not end waiting on a
+        # few 5-turn conversations while the other workers idle (turns of one are sequential).
+        window: list[tuple[int, int, Plan]] = []
+        for seq, plan in enumerate(plans):
             order.append(plan.id)
             stats.conversations += 1
             if plan.id in done:
                 stats.resumed += 1
                 continue
-            await queue.put(plan)
+            heapq.heappush(window, (-_requests_needed(plan, cfg.write_users), seq, plan))
+            if len(window) >= 4 * cfg.concurrency:
+                await queue.put(heapq.heappop(window)[2])
+        while window:
+            await queue.put(heapq.heappop(window)[2])
         for _ in range(cfg.concurrency):
             await queue.put(None)
 

@@ -317,23 +317,23 @@ def create_app(
             body = _events(engine, target, config, cancel, kind, name, include_usage, echo, pool)
             return _GatedStream(body, closed, media_type="text/event-stream",
                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        try:
-            def run():
-                s = engine.stream(target, config, cancel)
-                return s.text(), s
+        def run():
+            s = engine.stream(target, config, cancel)
+            return s.text(), s
 
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
             work = asyncio.ensure_future(in_pool(run))
-            gone = asyncio.ensure_future(_disconnected(request))
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not work.done():  # the client left: stop generating
                 cancel.set()
                 await asyncio.wait({work})
                 return Response(status_code=499)
-            gone.cancel()
             text, s = work.result()
         except ChatFormatError as e:
             raise OpenAIError(400, str(e), param="messages") from None
         finally:
+            gone.cancel()
             gate.leave()
         build = chat_response if kind == "chat" else completion_response
         return JSONResponse(build(name, echo + text, s.finish_reason or "stop", s.prompt_tokens, s.completion_tokens))
