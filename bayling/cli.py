@@ -112,14 +112,38 @@ def corpus_count(
 
 @app.command()
 def quickstart(
-    out: Path = typer.Option(Path("bayling-quickstart"), help="Where results go."),
-    model: str = typer.Option("gemma3-270m", help="Embedded model name, local folder or hub id."),
-    max_new_tokens: int = typer.Option(48, help="Longest translation to generate."),
+    out: Path = typer.Option(Path("bayling-quickstart"), help="Where data, model, results and report go."),
+    model: str = typer.Option("gemma3-270m", help="Base model: embedded name, local folder or hub id."),
+    steps: int = typer.Option(40, help="LoRA training steps."),
+    eval_sentences: int = typer.Option(6, help="Held-out sentences per direction."),
+    flores_lines: int = typer.Option(400, help="FLORES-200 dev lines to build data from (when ../shared is present)."),
+    force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
 ) -> None:
-    """Run the BayLing recipe on the embedded model, offline, on this CPU."""
+    """Run the whole BayLing recipe offline on this CPU: data -> LoRA -> base vs tuned eval -> report."""
     from bayling.quickstart import run_quickstart
 
-    run_quickstart(out=out, model=model, max_new_tokens=max_new_tokens)
+    run_quickstart(out=out, model=model, steps=steps, eval_sentences=eval_sentences,
+                   flores_lines=flores_lines, force=force)
+
+
+recipe_app = typer.Typer(help="Run a whole recipe (data -> train -> eval) from one YAML file.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("run")
+def recipe_run(
+    recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/mini.yaml, recipes/8b-lora.yaml, ...)."),
+    force: bool = typer.Option(False, "--force", help="Redo finished stages."),
+    stop_after: Optional[str] = typer.Option(None, help="Stop after this stage: data, train or eval."),
+) -> None:
+    """Execute data -> train -> eval; a rerun skips finished stages and resumes an interrupted one."""
+    from bayling.recipe import STAGES, load_recipe_file, run_recipe
+
+    if stop_after and stop_after not in STAGES:
+        raise UsageError(f"--stop-after {stop_after!r}: choose one of {', '.join(STAGES)}")
+    r = load_recipe_file(recipe)
+    run = run_recipe(r, force=force, stop_after=stop_after)
+    typer.echo(f"done: {r.out} ({', '.join(f'{k} {v:.0f} s' for k, v in run['timings'].items())})")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

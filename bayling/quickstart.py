@@ -1,82 +1,74 @@
-"""`bayling quickstart`: the embedded base model translating shipped sentences, offline.
+"""`bayling quickstart`: the whole BayLing recipe, offline, on this CPU, in well under 30 minutes.
 
-Today it shows the starting point of the recipe — a foundation model that only continues text,
-translating through a few-shot prompt — and scores it. The later stages (data → train → eval)
-plug in here as they land.
+data (interactive-translation conversations from the shipped sample, plus FLORES-200 dev when
+../shared/data is beside the checkout) -> LoRA on the embedded Gemma 3 270M base -> base
+(few-shot) vs tuned on held-out sentences -> results.json, report.md/.html and a plot.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["run_quickstart", "RECIPE_STEPS"]
+from bayling.recipe import DataSection, DataSource, EvalSection, Recipe, run_recipe
 
-DIRECTIONS = (("eng_Latn", "zho_Hans"), ("eng_Latn", "deu_Latn"), ("fra_Latn", "eng_Latn"))
-N_SHOTS = 3
-N_TEST = 3
+__all__ = ["quickstart_recipe", "run_quickstart"]
 
-RECIPE_STEPS = """\
-The full BayLing recipe on this model:
-  1. data   build interactive-translation conversations from parallel text (translate, then
-            steer: terminology, style, back-translation, third language...) plus cross-lingual
-            instructions: `bayling data build`
-  2. train  LoRA instruction-tuning with the loss on every assistant turn: `bayling train`
-  3. eval   chrF/BLEU, off-target rate, constraint inclusion, multi-turn refinement, base vs
-            tuned: `bayling eval`
-  4. use    `bayling chat`, `bayling translate`, `bayling serve` (OpenAI-compatible API + web page)
-"""
+LANGS = ["eng_Latn", "zho_Hans", "deu_Latn", "fra_Latn", "spa_Latn", "jpn_Jpan", "rus_Cyrl", "por_Latn"]
 
 
-def run_quickstart(out: Path, model: str = "gemma3-270m", max_new_tokens: int = 48) -> dict:
-    import sacrebleu
+def quickstart_recipe(out: Path, model: str = "gemma3-270m", steps: int = 40, eval_sentences: int = 6,
+                      flores_lines: int = 400) -> Recipe:
+    return Recipe(
+        name="quickstart",
+        out=str(out),
+        model=model,
+        data=DataSection(sources=[DataSource("sample", "dev", LANGS),
+                                  DataSource("flores", "dev", LANGS, limit=flores_lines)],
+                         seed=7, max_turns=3, crosslingual=0.1),
+        train={"method": "lora", "max_steps": steps, "batch_size": 4, "max_len": 384, "lr": 5e-4,
+               "lora_r": 16, "lora_alpha": 32, "save_steps": 10, "warmup_ratio": 0.05},
+        eval=EvalSection(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=80),
+    )
 
-    from bayling.corpus import read_flores
-    from bayling.infer.engine import GenerationConfig, TransformersEngine
-    from bayling.infer.prompts import FEW_SHOT_STOP, few_shot_prompt
-    from bayling.languages import resolve
-    from bayling.models import EMBEDDED
-    from bayling.resources import sample_dir
 
-    console = Console(stderr=True)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with console.status(f"loading {model} (the first run converts the GGUF once, about a minute)"):
-        engine = TransformersEngine.load(model, batch_size=N_TEST)
-    console.print(f"[bold]model[/] {model}: {EMBEDDED[model].description if model in EMBEDDED else model}"
-                  f"  (loaded in {time.perf_counter() - t0:.0f} s)")
-    if model in EMBEDDED:
-        console.print(f"[dim]{EMBEDDED[model].licence_note}[/]")
+def run_quickstart(out: Path, model: str = "gemma3-270m", steps: int = 40, eval_sentences: int = 6,
+                   flores_lines: int = 400, force: bool = False) -> dict:
+    console = Console()
+    recipe = quickstart_recipe(out, model, steps, eval_sentences, flores_lines)
+    run = run_recipe(recipe, force=force)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
 
-    results = []
-    for src, tgt in DIRECTIONS:
-        shots = [(p.src, p.tgt) for p in itertools.islice(read_flores(sample_dir(), "dev", pairs=[(src, tgt)]), N_SHOTS)]
-        tests = list(itertools.islice(read_flores(sample_dir(), "devtest", pairs=[(src, tgt)]), N_TEST))
-        src_name, tgt_name = resolve(src).name, resolve(tgt).name
-        prompts = [few_shot_prompt(p.src, src_name, tgt_name, shots, engine.tokenizer.bos_token or "") for p in tests]
-        t = time.perf_counter()
-        hyps = [h.strip() for h in engine.complete(prompts, GenerationConfig(max_new_tokens=max_new_tokens, stop=FEW_SHOT_STOP))]
-        secs = time.perf_counter() - t
-        refs = [p.tgt for p in tests]
-        chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
-        table = Table(title=f"{src_name} → {tgt_name}  ({N_SHOTS}-shot, chrF {chrf:.1f}, {secs:.1f} s)")
-        table.add_column("source", overflow="fold")
-        table.add_column("base model (few-shot)", overflow="fold")
-        table.add_column("reference", overflow="fold")
-        for p, h in zip(tests, hyps):
-            table.add_row(p.src, h, p.tgt)
-        Console().print(table)
-        results.append({"src_lang": src, "tgt_lang": tgt, "chrf": round(chrf, 2), "hyps": hyps, "refs": refs})
+    table = Table(title=f"BayLing quickstart: {model}, base (few-shot) vs tuned (LoRA, {steps} steps)")
+    table.add_column("metric")
+    systems = [s for s in ("base", "tuned") if s in results]
+    for s in systems:
+        table.add_column(s, justify="right")
+    for key, label in (("chrf", "chrF"), ("bleu", "BLEU"), ("off_target_rate", "off-target rate"),
+                       ("constraint_inclusion", "constraint inclusion (2nd turn)"),
+                       ("refinement_on_target", "2nd turn in target language")):
+        table.add_row(label, *[_fmt(results[s].get(key)) for s in systems])
+    console.print(table)
+    ex = results.get("tuned", results[systems[0]])["examples"][:3]
+    for e in ex:
+        console.print(f"[dim]{e['direction']}[/] {e['src']}\n  → {e['hyp']}\n  [dim]ref: {e['ref']}[/]")
+    timings = run["timings"]
+    console.print("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    console.print(f"results: {out / 'results.json'}, report: {out / 'report.html'} and {out / 'report.md'}, "
+                  f"plot: {out / 'results.png'}")
+    console.print(
+        f"\nChat with the tuned model:   bayling chat --model {out / 'model'}\n"
+        f"Translate a file:            bayling translate input.txt -s en -t zh --model {out / 'model'} -o out.txt\n"
+        f"Serve it (API + web page):   bayling serve --model {out / 'model'} --port 8765\n"
+        "Gemma is provided under and subject to the Gemma Terms of Use (ai.google.dev/gemma/terms)."
+    )
+    return results
 
-    report = {"model": model, "mode": "few-shot base", "directions": results}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    tmp.replace(out / "results.json")
-    Console(soft_wrap=True).print(RECIPE_STEPS)
-    Console().print(f"results written to {out / 'results.json'}")
-    return report
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if abs(v) <= 1 else f"{v:.1f}"

@@ -1,0 +1,333 @@
+"""The BayLing recipe as one resumable pipeline: data -> train -> eval -> report.
+
+A recipe is a YAML file with `data`, `train` and `eval` sections (see recipes/mini.yaml). Each
+stage writes its outputs atomically plus a `<stage>.done.json` marker; a rerun skips finished
+stages and resumes an interrupted training run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Recipe", "load_recipe_file", "run_recipe", "STAGES"]
+
+STAGES = ("data", "train", "eval")
+
+
+@dataclass
+class DataSource:
+    corpus: str  # "sample" = the shipped sample; "flores" = ../shared FLORES-200 when present; or a path
+    split: str = "dev"
+    langs: list[str] | None = None
+    limit: int | None = None
+
+
+@dataclass
+class DataSection:
+    sources: list[DataSource] = field(default_factory=lambda: [DataSource("sample")])
+    seed: int = 7
+    per_line: int = 1
+    max_turns: int = 5
+    crosslingual: float = 0.2
+    single_turn: bool = False  # ALMA-style ablation: keep only the first translation turn
+    filter: bool = True
+
+
+@dataclass
+class EvalSection:
+    corpus: str = "sample"
+    split: str = "devtest"
+    directions: list[str] = field(default_factory=lambda: ["eng_Latn-zho_Hans", "eng_Latn-deu_Latn",
+                                                           "zho_Hans-eng_Latn", "deu_Latn-eng_Latn"])
+    limit: int = 8  # sentences per direction
+    shots_split: str = "dev"
+    n_shots: int = 3
+    max_new_tokens: int = 96
+    systems: list[str] = field(default_factory=lambda: ["base", "tuned"])
+    batch_size: int = 8
+
+
+@dataclass
+class Recipe:
+    name: str = "mini"
+    out: str = "runs/mini"
+    model: str = "gemma3-270m"
+    data: DataSection = field(default_factory=DataSection)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Recipe":
+        doc = dict(doc)
+        data = dict(doc.pop("data", {}) or {})
+        sources = [DataSource(**s) if isinstance(s, dict) else DataSource(str(s)) for s in data.pop("sources", ["sample"])]
+        ev = dict(doc.pop("eval", {}) or {})
+        known = {"name", "out", "model", "train"}
+        unknown = set(doc) - known
+        if unknown:
+            raise ValueError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, "
+                             f"{', '.join(sorted(known - {'train'}))})")
+        try:
+            return cls(data=DataSection(sources=sources, **data), eval=EvalSection(**ev), **doc)
+        except TypeError as err:
+            raise ValueError(f"recipe: {err}") from None
+
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recipe")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping")
+    return Recipe.from_dict(doc)
+
+
+def _corpus_path(name: str) -> str | None:
+    from bayling.resources import sample_dir, shared_data_dir
+
+    if name == "sample":
+        return str(sample_dir())
+    if name == "flores":
+        shared = shared_data_dir()
+        return str(shared / "flores200") if shared else None
+    if name.startswith("newstest"):
+        shared = shared_data_dir()
+        sub = name.partition(":")[2]
+        return str(shared / "newstest" / sub) if shared and (shared / "newstest" / sub).exists() else None
+    return name
+
+
+def _write_jsonl_atomic(path: Path, records) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+def _mark(out: Path, stage: str, info: dict) -> None:
+    tmp = out / f"{stage}.done.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, out / f"{stage}.done.json")
+
+
+def _done(out: Path, stage: str) -> dict | None:
+    p = out / f"{stage}.done.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def stage_data(r: Recipe, out: Path, console) -> dict:
+    from bayling.data.build import BuildConfig, build_conversations
+    from bayling.data.filters import FilterReport, apply_filters, default_filters
+
+    used, skipped = [], []
+
+    def records():
+        for src in r.data.sources:
+            path = _corpus_path(src.corpus)
+            if path is None or not Path(path).exists():
+                skipped.append(src.corpus)
+                continue
+            used.append(src.corpus)
+            cfg = BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=src.limit, seed=r.data.seed,
+                              per_line=r.data.per_line, max_turns=r.data.max_turns, crosslingual=r.data.crosslingual)
+            for rec in build_conversations(cfg):
+                if r.data.single_turn:
+                    rec = _first_turn_only(rec)
+                    if rec is None:
+                        continue
+                yield rec
+
+    report = FilterReport()
+    stream = apply_filters(records(), default_filters(langid=True), report) if r.data.filter else records()
+    n = _write_jsonl_atomic(out / "convs.jsonl", stream)
+    if n == 0:
+        raise ValueError(f"recipe {r.name}: the data stage produced no conversations (sources: "
+                         f"{', '.join(s.corpus for s in r.data.sources)})")
+    info = {"conversations": n, "sources": used, "skipped_sources": skipped,
+            "filters": report.as_dict() if r.data.filter else None}
+    console.print(f"[bold]data[/] {n} conversations from {', '.join(used)}"
+                  + (f" (absent, skipped: {', '.join(skipped)})" if skipped else ""))
+    return info
+
+
+def _first_turn_only(rec: dict) -> dict | None:
+    """ALMA-style single-turn translation: the first request and its answer only."""
+    kinds = rec.get("meta", {}).get("kinds", [])
+    if not kinds or kinds[0] != "translate":
+        return None
+    msgs = rec["messages"]
+    start = 1 if msgs and msgs[0]["role"] == "system" else 0
+    meta = {**rec["meta"], "kinds": ["translate"]}
+    return {"messages": msgs[: start + 2], "meta": meta}
+
+
+def stage_train(r: Recipe, out: Path, console) -> dict:
+    from bayling.train import TrainConfig, train
+
+    cfg = TrainConfig.from_dict({"model": r.model, **r.train, "data": str(out / "convs.jsonl"),
+                                 "out": str(out / "model"), "resume": (out / "model" / "checkpoints").is_dir()})
+    summary = train(cfg)
+    return {k: summary[k] for k in ("global_step", "final_loss", "train_seconds", "packing_efficiency", "data")}
+
+
+def _eval_pairs(r: Recipe):
+    from bayling.corpus import read_flores
+
+    root = _corpus_path(r.eval.corpus)
+    if root is None:
+        raise ValueError(f"eval corpus {r.eval.corpus!r} is not available here")
+    pairs, shots = [], []
+    for d in r.eval.directions:
+        src, _, tgt = d.partition("-")
+        pairs += list(itertools.islice(read_flores(root, r.eval.split, pairs=[(src, tgt)]), r.eval.limit))
+        shots += list(itertools.islice(read_flores(root, r.eval.shots_split, pairs=[(src, tgt)]), r.eval.n_shots))
+    return pairs, shots
+
+
+def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
+    """chrF/BLEU/off-target on held-out sentences, constraint inclusion, and a two-turn refinement check."""
+    from bayling.eval.interactive import build_sessions, run_sessions, score_sessions
+    from bayling.eval.translation import score_directions, translate
+
+    hyps = translate(engine, pairs, prompt=prompt, shots=shots, n_shots=r.eval.n_shots,
+                     max_new_tokens=r.eval.max_new_tokens, chunk=r.eval.batch_size)
+    scores = score_directions(pairs, hyps)
+    # Refinement: translate, then "make sure the translation uses X" with X from the reference.
+    sessions = build_sessions(pairs, kinds=["translate", "constraint"], seed=r.data.seed)
+    replies = run_sessions(engine, sessions, max_new_tokens=r.eval.max_new_tokens)
+    inter = score_sessions(sessions, replies)
+    constraint = inter["breakdown"]["turn_kind"].get("constraint", {})
+    result = {
+        "chrf": scores["chrf"], "bleu": scores["bleu"], "off_target_rate": scores.get("off_target_rate"),
+        "constraint_inclusion": constraint.get("constraint_ok_rate"),
+        "refinement_on_target": constraint.get("on_target_rate"),
+        "refinement_changed": constraint.get("changed_rate"),
+        "prompt": prompt,
+        "breakdown": {"direction": {k: {m: v for m, v in d.items()} for k, d in
+                                    scores.get("breakdown", {}).get("direction", {}).items()}},
+        "examples": [{"src": p.src, "ref": p.tgt, "hyp": h, "direction": f"{p.src_lang}-{p.tgt_lang}"}
+                     for p, h in itertools.islice(zip(pairs, hyps), 8)],
+        "refinement_examples": [{"turns": [t["user"] for t in s["turns"]], "replies": rs}
+                                for s, rs in itertools.islice(zip(sessions, replies), 4)],
+    }
+    if "breakdown" not in scores:  # a single direction
+        result["breakdown"] = {"direction": {scores["direction"]: {"chrf": scores["chrf"], "bleu": scores["bleu"],
+                                                                   "off_target_rate": scores.get("off_target_rate")}}}
+    return result
+
+
+def stage_eval(r: Recipe, out: Path, console) -> dict:
+    from bayling.infer.engine import TransformersEngine
+
+    pairs, shots = _eval_pairs(r)
+    results: dict[str, Any] = {}
+    for system in r.eval.systems:
+        t = time.perf_counter()
+        if system == "base":
+            engine = TransformersEngine.load(r.model, batch_size=r.eval.batch_size)
+            prompt = "few-shot"
+        elif system == "tuned":
+            engine = TransformersEngine.load(str(out / "model"), batch_size=r.eval.batch_size)
+            prompt = "chat"
+        else:
+            engine = TransformersEngine.load(system, batch_size=r.eval.batch_size)
+            prompt = "chat"
+        console.print(f"[bold]eval[/] {system} ({prompt}) on {len(pairs)} held-out sentences")
+        results[system] = evaluate_system(engine, prompt, pairs, shots, r)
+        results[system]["seconds"] = round(time.perf_counter() - t, 1)
+        del engine
+    return results
+
+
+def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
+    from bayling.eval.report import write_report
+
+    doc = {**results, "recipe": r.name, "model": r.model, "timings_seconds": timings,
+           "eval_set": {"corpus": r.eval.corpus, "split": r.eval.split, "directions": r.eval.directions,
+                        "sentences_per_direction": r.eval.limit}}
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    os.replace(tmp, out / "results.json")
+    runs = [(name, {k: v for k, v in res.items() if k not in ("examples", "refinement_examples")})
+            for name, res in results.items()]
+    write_report(runs, html_path=str(out / "report.html"), markdown_path=str(out / "report.md"),
+                 title=f"BayLing recipe {r.name}: {r.model}")
+    _plot_before_after(results, out / "results.png", r)
+
+
+def _plot_before_after(results: dict, path: Path, r: Recipe) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(results)
+    dirs = list(next(iter(results.values()))["breakdown"]["direction"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(systems)
+    for i, s in enumerate(systems):
+        vals = [results[s]["breakdown"]["direction"][d]["chrf"] for d in dirs]
+        axes[0].bar([x + i * width for x in range(len(dirs))], vals, width, label=s)
+    axes[0].set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(dirs))])
+    axes[0].set_xticklabels([d.replace("_Latn", "").replace("_Hans", "") for d in dirs], rotation=20)
+    axes[0].set_ylabel("chrF")
+    axes[0].set_title("chrF per direction (held-out)")
+    axes[0].legend()
+    metrics = ["off_target_rate", "constraint_inclusion", "refinement_on_target"]
+    for i, s in enumerate(systems):
+        axes[1].bar([x + i * width for x in range(len(metrics))], [results[s].get(m) or 0 for m in metrics],
+                    width, label=s)
+    axes[1].set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(metrics))])
+    axes[1].set_xticklabels(["off-target", "constraint incl.", "refine on-target"])
+    axes[1].set_ylim(0, 1)
+    axes[1].set_title("rates")
+    fig.suptitle(f"{r.model}: " + " vs ".join(systems))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None) -> dict:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    out = Path(r.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() and not force else {}
+    stages = {"data": stage_data, "train": stage_train, "eval": stage_eval}
+    outputs: dict[str, Any] = {}
+    for stage in STAGES:
+        prev = None if force else _done(out, stage)
+        if prev is not None:
+            console.print(f"[dim]{stage}: done earlier ({out / (stage + '.done.json')}), skipped[/]")
+            outputs[stage] = prev
+        else:
+            t = time.perf_counter()
+            outputs[stage] = stages[stage](r, out, console)
+            timings[stage] = round(time.perf_counter() - t, 1)
+            timings_path.write_text(json.dumps(timings, indent=2))
+            _mark(out, stage, outputs[stage])
+        if stage == stop_after:
+            break
+    if "eval" in outputs:
+        write_results(r, out, outputs["eval"], timings)
+    return {"outputs": outputs, "timings": timings, "recipe": asdict(r)}
