@@ -37,6 +37,7 @@ class DataSection:
     crosslingual: float = 0.2
     single_turn: bool = False  # ALMA-style ablation: keep only the first translation turn
     filter: bool = True
+    teacher: dict[str, Any] | None = None  # TeacherConfig fields (base_url, model, ...): teacher mode
 
 
 @dataclass
@@ -51,6 +52,8 @@ class EvalSection:
     max_new_tokens: int = 96
     systems: list[str] = field(default_factory=lambda: ["base", "tuned"])
     batch_size: int = 8
+    sessions_per_direction: int | None = None  # refinement sessions per direction (default: limit)
+    base_url: str | None = None  # score the tuned model through an OpenAI-compatible server (vLLM)
 
 
 @dataclass
@@ -147,8 +150,9 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
                 continue
             used.append(src.corpus)
             cfg = BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=src.limit, seed=r.data.seed,
-                              per_line=r.data.per_line, max_turns=r.data.max_turns, crosslingual=r.data.crosslingual)
-            for rec in build_conversations(cfg):
+                              per_line=r.data.per_line, max_turns=r.data.max_turns, crosslingual=r.data.crosslingual,
+                              mode="teacher" if r.data.teacher else "reference")
+            for rec in _teacher_records(cfg, r, out, len(used)) if r.data.teacher else build_conversations(cfg):
                 if r.data.single_turn:
                     rec = _first_turn_only(rec)
                     if rec is None:
@@ -166,6 +170,24 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     console.print(f"[bold]data[/] {n} conversations from {', '.join(used)}"
                   + (f" (absent, skipped: {', '.join(skipped)})" if skipped else ""))
     return info
+
+
+def _teacher_records(cfg, r: Recipe, out: Path, k: int):
+    """Teacher-written conversations for one source; its own checkpoint and cache make it resumable."""
+    import dataclasses
+    import hashlib
+
+    from bayling.data.build import plan_conversations
+    from bayling.data.io import read_records
+    from bayling.data.teacher import TeacherConfig, teacher_build
+
+    part = out / f"teacher-{k}.jsonl"
+    tcfg = TeacherConfig(**{"seed": r.data.seed, **r.data.teacher})
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
+    if not part.is_file():
+        teacher_build(plan_conversations(cfg), part, tcfg, key)
+    for _, rec in read_records(part):
+        yield rec
 
 
 def _first_turn_only(rec: dict) -> dict | None:
@@ -211,7 +233,9 @@ def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
                      max_new_tokens=r.eval.max_new_tokens, chunk=r.eval.batch_size)
     scores = score_directions(pairs, hyps)
     # Refinement: translate, then "make sure the translation uses X" with X from the reference.
-    sessions = build_sessions(pairs, kinds=["translate", "constraint"], seed=r.data.seed)
+    per = r.eval.sessions_per_direction
+    chosen = pairs if per is None else [p for i, p in enumerate(pairs) if i % r.eval.limit < per]
+    sessions = build_sessions(chosen, kinds=["translate", "constraint"], seed=r.data.seed)
     replies = run_sessions(engine, sessions, max_new_tokens=r.eval.max_new_tokens)
     inter = score_sessions(sessions, replies)
     constraint = inter["breakdown"]["turn_kind"].get("constraint", {})
@@ -242,8 +266,15 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
     for system in r.eval.systems:
         t = time.perf_counter()
         if system == "base":
-            engine = TransformersEngine.load(r.model, batch_size=r.eval.batch_size)
+            # The base model meets the refinement turns in the same chat format the tuned one learns.
+            engine = TransformersEngine.load(r.model, chat_format=r.train.get("chat_format"),
+                                             batch_size=r.eval.batch_size)
             prompt = "few-shot"
+        elif system == "tuned" and r.eval.base_url:
+            from bayling.infer.remote import OpenAIEngine
+
+            engine = OpenAIEngine(r.eval.base_url)
+            prompt = "chat"
         elif system == "tuned":
             engine = TransformersEngine.load(str(out / "model"), batch_size=r.eval.batch_size)
             prompt = "chat"

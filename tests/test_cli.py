@@ -67,11 +67,15 @@ def test_debug_shows_the_traceback():
 
 
 def test_recipes_parse():
-    from bayling.train import TrainConfig, load_recipe
+    from bayling.recipe import load_recipe_file
+    from bayling.train import TrainConfig
 
-    for recipe in sorted((ROOT / "recipes").glob("*.yaml")):
-        cfg = TrainConfig.from_dict(load_recipe(recipe))
-        assert cfg.data and cfg.out and cfg.model, recipe
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert {r.name for r in recipes} >= {"mini.yaml", "8b-lora.yaml", "8b-full-deepspeed.yaml"}
+    for path in recipes:
+        r = load_recipe_file(path)
+        cfg = TrainConfig.from_dict({"model": r.model, **r.train, "data": "x", "out": "y"})
+        assert cfg.model and r.eval.directions and r.data.sources, path
 
 
 def test_unknown_recipe_key_is_named(tmp_path):
