@@ -14,6 +14,7 @@ Hygiene rules, applied by every reader:
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -140,3 +141,25 @@ def require_files(*paths: PathLike) -> None:
     for p in paths:
         if not Path(p).is_file():
             raise CorpusError(f"{p}: no such file")
+
+
+def json_lines(path: PathLike) -> Iterator[tuple[str, dict | str]]:
+    """("file:line", record) for each non-blank line of a JSONL file, or ("file:line", problem)
+    when the line is not a JSON object, so each caller decides: raise, skip or count.
+
+    The one home for reading JSONL records (corpus, data, train, infer and eval all use it).
+    """
+    lines = LineFile(path, allow_blank=True)
+    for line in lines:
+        if not line.strip():
+            continue
+        where = f"{lines.path}:{lines.n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield where, f"{where}: invalid JSON ({e.msg} at column {e.colno})"
+            continue
+        if not isinstance(record, dict):
+            yield where, f"{where}: expected a JSON object, found {type(record).__name__}"
+            continue
+        yield where, record

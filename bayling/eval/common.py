@@ -55,22 +55,14 @@ def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
 
 def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, record) for each JSON object line of a JSONL file; blank lines are skipped."""
-    from bayling.corpus.core import LineFile
+    from bayling.corpus.core import json_lines
 
     p = Path(path)
     if not p.is_file():
         raise EvalError(f"{p}: no such file")
-    lines = LineFile(p, allow_blank=True)
-    for line in lines:
-        if not line.strip():
-            continue
-        where = f"{p}:{lines.n}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise EvalError(f"{where}: expected a JSON object, found {type(record).__name__}")
+    for where, record in json_lines(p):
+        if isinstance(record, str):
+            raise EvalError(record)
         yield where, record
 
 

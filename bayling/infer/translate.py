@@ -118,26 +118,20 @@ def _flores_items(root: Path, split: str, src: str, tgt: str, terms: tuple[str, 
 
 def _jsonl_items(path: Path, src_lang: str | None, tgt_lang: str | None, field: str,
                  terms: tuple[str, ...]) -> Iterator[Item]:
-    from bayling.corpus.core import LineFile
+    from bayling.corpus.core import json_lines
 
     fixed_src = _code(src_lang, "src", str(path)) if src_lang else None
     fixed_tgt = _code(tgt_lang, "tgt", str(path)) if tgt_lang else None
-    lines = LineFile(path, allow_blank=True)
-    for line in lines:
-        if not line.strip():
-            continue
-        where = f"{path}:{lines.n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TranslateError(f"{where}: invalid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get(field), str):
+    for where, rec in json_lines(path):
+        if isinstance(rec, str):
+            raise TranslateError(rec)
+        if not isinstance(rec.get(field), str):
             raise TranslateError(f"{where}: expected an object with a string field {field!r}")
         own = rec.get("constraints") or []
         if not isinstance(own, list) or not all(isinstance(t, str) for t in own):
             raise TranslateError(f"{where}: 'constraints' should be a list of strings")
         yield Item(
-            str(rec.get("id", lines.n)), rec[field],
+            str(rec.get("id", where.rsplit(":", 1)[1])), rec[field],
             fixed_src or _code(rec.get("src_lang"), "src", where),
             fixed_tgt or _code(rec.get("tgt_lang"), "tgt", where),
             rec.get("tgt", rec.get("ref")), terms + tuple(own),

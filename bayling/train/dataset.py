@@ -6,7 +6,6 @@ saved on disk. Anything untrainable is counted with its reason, never a crash.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,27 +82,22 @@ def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exc
         return
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            origin = f"{path}:{n}"
-            try:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ChatFormatError(f"invalid JSON ({err})") from None
-                if not isinstance(rec, dict):
-                    raise ChatFormatError("a line must be a JSON object")
-                yield origin, to_messages(rec)
-            except (ChatFormatError, AttributeError, TypeError) as err:
-                yield origin, ChatFormatError(f"{origin}: {err}")
+    from bayling.corpus.core import json_lines
+
+    for origin, rec in json_lines(path):
+        if isinstance(rec, str):
+            yield origin, ChatFormatError(rec)
+            continue
+        try:
+            yield origin, to_messages(rec)
+        except (ChatFormatError, AttributeError, TypeError) as err:
+            yield origin, ChatFormatError(f"{origin}: {err}")
 
 
 def _reason(err: Exception) -> str:
     text = str(err)
     for key in ("unknown role", "empty content", "no messages", "only come first", "needs 'role'",
-                "JSON", "no 'messages'"):
+                "JSON", "no 'messages'"):  # "invalid JSON" and "expected a JSON object" both count as JSON
         if key in text:
             return key.replace("'", "")
     return "unreadable"

@@ -200,7 +200,7 @@ def train(cfg: TrainConfig) -> dict:
     from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from bayling.chat_formats import attach_format, get_format
+    from bayling.chat_formats import get_format
     from bayling.models import default_chat_format, resolve_model_path
 
     console = Console(stderr=True)
@@ -299,7 +299,7 @@ def train(cfg: TrainConfig) -> dict:
         resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
         console.print(f"[bold]resume[/] from {resume}" if resume else "[yellow]no checkpoint found: starting fresh[/]")
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=resume)
     secs = time.perf_counter() - t0
 
     summary = {
