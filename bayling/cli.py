@@ -146,6 +146,24 @@ def recipe_run(
     typer.echo(f"done: {r.out} ({', '.join(f'{k} {v:.0f} s' for k, v in run['timings'].items())})")
 
 
+@recipe_app.command("compare")
+def recipe_compare(
+    system: list[str] = typer.Option(..., "--system", help="LABEL=RUN_DIR:SYSTEM, e.g. 'BayLing SFT=runs/mini:tuned' (repeat)."),
+    out: Path = typer.Option(Path("compare"), help="Output stem: writes OUT.md, OUT.png and OUT.json."),
+) -> None:
+    """Compare systems from several recipe runs: per-direction table and plot."""
+    from bayling.recipe import compare_systems
+
+    specs = []
+    for spec in system:
+        label, eq, rest = spec.partition("=")
+        run, colon, name = rest.rpartition(":")
+        if not eq or not colon or not label or not run or not name:
+            raise UsageError(f"--system {spec!r}: expected LABEL=RUN_DIR:SYSTEM")
+        specs.append((label, run, name))
+    typer.echo(compare_systems(specs, out))
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     # Errors whose message is already the one line a user needs.
     import json

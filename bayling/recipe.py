@@ -362,3 +362,63 @@ def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None)
     if "eval" in outputs:
         write_results(r, out, outputs["eval"], timings)
     return {"outputs": outputs, "timings": timings, "recipe": asdict(r)}
+
+
+def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str:
+    """Side-by-side table and plot of systems from several runs: (label, run dir, system name).
+
+    Writes OUT.md, OUT.png and OUT.json; returns the markdown.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    loaded = {}
+    for label, run, system in systems:
+        path = Path(run) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no results (run the recipe first)")
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if system not in res:
+            raise ValueError(f"{path}: no system {system!r} (has: {', '.join(k for k in res if isinstance(res[k], dict) and 'chrf' in res[k])})")
+        loaded[label] = res[system]
+    labels = list(loaded)
+    dirs = list(next(iter(loaded.values()))["breakdown"]["direction"])
+    lines = ["| direction | " + " | ".join(f"{l} chrF / BLEU / off-target" for l in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+
+    def cell(d: dict) -> str:
+        ot = d.get("off_target_rate")
+        return f"{d['chrf']:.1f} / {d['bleu']:.1f} / {'-' if ot is None else f'{ot:.2f}'}"
+
+    for d in dirs:
+        lines.append(f"| {d} | " + " | ".join(cell(loaded[l]["breakdown"]["direction"].get(d, {})) for l in labels) + " |")
+    lines.append("| **mean** | " + " | ".join(cell(loaded[l]) for l in labels) + " |")
+    lines += ["", "| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for key, name in (("constraint_inclusion", "constraint inclusion (2nd turn)"),
+                      ("refinement_on_target", "2nd turn in the target language"),
+                      ("refinement_changed", "2nd turn changed the translation")):
+        vals = [loaded[l].get(key) for l in labels]
+        lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    md = "\n".join(lines)
+    (out.with_suffix(".md")).write_text(md + "\n", encoding="utf-8")
+    (out.with_suffix(".json")).write_text(json.dumps(
+        {l: {k: v for k, v in r.items() if k not in ("examples", "refinement_examples")} for l, r in loaded.items()},
+        indent=2, ensure_ascii=False))
+
+    fig, ax = plt.subplots(figsize=(max(8, len(dirs) * 0.9), 4))
+    width = 0.8 / len(labels)
+    for i, l in enumerate(labels):
+        ax.bar([x + i * width for x in range(len(dirs))],
+               [loaded[l]["breakdown"]["direction"].get(d, {}).get("chrf", 0) for d in dirs], width, label=l)
+    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(dirs))])
+    ax.set_xticklabels([d.replace("_", " ").replace("-", "→\n") for d in dirs], fontsize=7)
+    ax.set_ylabel("chrF (FLORES-200 devtest)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+    return md
