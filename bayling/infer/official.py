@@ -72,8 +72,10 @@ def detect_official(name_or_path: str | None, config: Any = None) -> OfficialMod
     """
     if not name_or_path:
         return None
+    from bayling.models import SHIPPED_ADAPTERS
+
     raw = str(name_or_path).rstrip("/")
-    if (Path(raw) / "bayling.json").is_file():
+    if raw in SHIPPED_ADAPTERS or (Path(raw) / "bayling.json").is_file():
         return None  # trained here: its own bayling.json says how to serve it
     name = raw.replace("\\", "/").split("/")[-1].lower()  # the folder or repo name, not its parents
     if "bayling" not in name:

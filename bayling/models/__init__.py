@@ -79,6 +79,18 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 
+# LoRA adapters that ship inside the package (trained by this project's recipes on the embedded base).
+SHIPPED_ADAPTERS = {"bayling-mini": "bayling-mini"}
+
+
+def _shipped_path(name: str) -> Path | None:
+    if name not in SHIPPED_ADAPTERS:
+        return None
+    from importlib.resources import files
+
+    return Path(str(files("bayling").joinpath("assets", SHIPPED_ADAPTERS[name])))
+
+
 def cache_dir() -> Path:
     """Where converted models and other caches live: $BAYLING_HOME, else the XDG cache."""
     if os.environ.get("BAYLING_HOME"):
@@ -150,6 +162,11 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> str:
     else is passed through as a hub id (works only where the hub is reachable).
     """
     name = str(name or DEFAULT_MODEL)
+    shipped = _shipped_path(name)
+    if shipped is not None:
+        if not (shipped / "adapter_config.json").is_file():
+            raise ModelError(f"{name}: the shipped adapter is missing from this installation ({shipped})")
+        return str(shipped)
     if name in EMBEDDED:
         from filelock import FileLock
 
@@ -233,7 +250,7 @@ def default_chat_format(name: str | os.PathLike | None) -> str:
     name = str(name or DEFAULT_MODEL)
     if name in EMBEDDED:
         return EMBEDDED[name].chat_format
-    marker = Path(name) / "bayling.json"
+    marker = Path(_shipped_path(name) or name) / "bayling.json"
     if marker.is_file():
         return json.loads(marker.read_text()).get("chat_format", "auto")
     return "auto"
