@@ -117,13 +117,14 @@ def quickstart(
     steps: int = typer.Option(40, help="LoRA training steps."),
     eval_sentences: int = typer.Option(6, help="Held-out sentences per direction."),
     flores_lines: int = typer.Option(400, help="FLORES-200 dev lines to build data from (when ../shared is present)."),
+    max_new_tokens: int = typer.Option(80, help="Longest generated answer in the eval."),
     force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
 ) -> None:
     """Run the whole BayLing recipe offline on this CPU: data -> LoRA -> base vs tuned eval -> report."""
     from bayling.quickstart import run_quickstart
 
     run_quickstart(out=out, model=model, steps=steps, eval_sentences=eval_sentences,
-                   flores_lines=flores_lines, force=force)
+                   flores_lines=flores_lines, force=force, max_new_tokens=max_new_tokens)
 
 
 recipe_app = typer.Typer(help="Run a whole recipe (data -> train -> eval) from one YAML file.", no_args_is_help=True)

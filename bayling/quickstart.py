@@ -21,7 +21,7 @@ LANGS = ["eng_Latn", "zho_Hans", "deu_Latn", "fra_Latn", "spa_Latn", "jpn_Jpan",
 
 
 def quickstart_recipe(out: Path, model: str = "gemma3-270m", steps: int = 40, eval_sentences: int = 6,
-                      flores_lines: int = 400) -> Recipe:
+                      flores_lines: int = 400, max_new_tokens: int = 80) -> Recipe:
     return Recipe(
         name="quickstart",
         out=str(out),
@@ -31,14 +31,14 @@ def quickstart_recipe(out: Path, model: str = "gemma3-270m", steps: int = 40, ev
                          seed=7, max_turns=3, crosslingual=0.1),
         train={"method": "lora", "max_steps": steps, "batch_size": 4, "max_len": 384, "lr": 5e-4,
                "lora_r": 16, "lora_alpha": 32, "save_steps": 10, "warmup_ratio": 0.05},
-        eval=EvalSection(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=80),
+        eval=EvalSection(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=max_new_tokens),
     )
 
 
 def run_quickstart(out: Path, model: str = "gemma3-270m", steps: int = 40, eval_sentences: int = 6,
-                   flores_lines: int = 400, force: bool = False) -> dict:
+                   flores_lines: int = 400, force: bool = False, max_new_tokens: int = 80) -> dict:
     console = Console()
-    recipe = quickstart_recipe(out, model, steps, eval_sentences, flores_lines)
+    recipe = quickstart_recipe(out, model, steps, eval_sentences, flores_lines, max_new_tokens)
     run = run_recipe(recipe, force=force)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
 
