@@ -129,9 +129,13 @@ def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path)
 
     from bayling.models import load_model
 
-    model, tok = load_model(str(out))  # the adapter folder alone is enough
+    model, tok = load_model(str(out))  # the adapter folder alone is enough (merged for inference)
     assert "<|im_start|>" in tok.chat_template
-    assert type(model).__name__.startswith("Peft")
+    unmerged, _ = load_model(str(out), merge=False)
+    assert type(unmerged).__name__.startswith("Peft") and not type(model).__name__.startswith("Peft")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, unmerged(ids).logits, atol=1e-4, rtol=1e-4)
 
     # Resume: more steps continue the same step count and loss curve.
     s2 = train(TrainConfig(**{**cfg, "max_steps": 6, "resume": True}))
@@ -189,7 +193,7 @@ def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
     merged = merge_adapter(out, tmp_path / "merged")
     assert not (merged / "adapter_config.json").exists()
     ids = torch.tensor([[5, 6, 7, 8]])
-    peft_model, _ = load_model(str(out))
+    peft_model, _ = load_model(str(out), merge=False)
     full, tok = load_model(str(merged))
     with torch.no_grad():
         torch.testing.assert_close(full(ids).logits, peft_model(ids).logits, atol=1e-4, rtol=1e-4)

@@ -210,11 +210,13 @@ def load_model(
     adapter: str | os.PathLike | None = None,
     dtype: str = "auto",
     device: str | None = None,
+    merge: bool = True,
 ):
-    """Load (model, tokenizer). A LoRA adapter folder loads on top of its base model.
+    """Load (model, tokenizer) for inference. A LoRA adapter folder loads on top of its base model.
 
     `name` may itself be an adapter folder written by `bayling train`; its base comes from
-    adapter_config.json.
+    adapter_config.json. The adapter is folded into the weights (`merge=True`): generation then
+    costs what the base model costs, instead of two extra matmuls per adapted layer and token.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -238,6 +240,8 @@ def load_model(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
+        if merge:
+            model = model.merge_and_unload()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)

@@ -18,7 +18,7 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
     adapter_dir, out = Path(adapter_dir), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ValueError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
-    model, tokenizer = load_model(str(adapter_dir), device="cpu")
+    model, tokenizer = load_model(str(adapter_dir), device="cpu", merge=False)
     merged = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
