@@ -238,3 +238,22 @@ def test_chunked_loss_matches_on_the_embedded_gemma(tmp_path):
         ours = trainer.compute_loss(model, dict(batch))
         reference = model(**batch).loss
     torch.testing.assert_close(ours, reference, atol=2e-4, rtol=2e-4)
+
+
+def test_packed_adapter_is_small_and_equivalent(tiny_model_dir, tmp_path):
+    from bayling.models import load_model
+    from bayling.train.merge import pack_adapter
+
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
+                      max_steps=2, batch_size=2, max_len=128, lr=5e-3))
+    packed = pack_adapter(out, tmp_path / "packed")
+    assert not (packed / "tokenizer.json").exists()
+    size = (packed / "adapter_model.safetensors").stat().st_size
+    assert size < (out / "adapter_model.safetensors").stat().st_size * 0.6  # bf16
+    a, _ = load_model(str(out))
+    b, tok = load_model(str(packed))  # tokenizer from the base, format from bayling.json
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(a(ids).logits, b(ids).logits, atol=1e-2, rtol=1e-2)

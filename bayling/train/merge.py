@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["merge_adapter", "export_gguf"]
+__all__ = ["merge_adapter", "export_gguf", "pack_adapter"]
 
 
 def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
@@ -50,3 +50,25 @@ def export_gguf(model_dir: str | Path, out_file: str | Path, converter: str | No
         conv, str(model_dir), "--outfile", str(out_file)]
     subprocess.run(cmd, check=True)
     return Path(out_file)
+
+
+def pack_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
+    """A small, shippable copy of a LoRA adapter: bf16 weights, config, chat format and card.
+
+    The tokenizer is left out (the base model's is used; the chat format comes from bayling.json),
+    which keeps a Gemma adapter at a few MB instead of 40.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    adapter_dir, out = Path(adapter_dir), Path(out)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ValueError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()},
+              str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    for name in ("adapter_config.json", "bayling.json", "README.md"):
+        if (adapter_dir / name).is_file():
+            shutil.copy(adapter_dir / name, out / name)
+    return out
