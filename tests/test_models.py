@@ -92,3 +92,14 @@ def test_embedded_gemma_loads_and_continues_text():
                "<bos>Question: What is the capital of France?\nAnswer:"]
     out = engine.complete(prompts, GenerationConfig(max_new_tokens=6, stop=("\n",)))
     assert "Berlin" in out[0] and out[1].strip() == "Paris"
+
+
+def test_shipped_bayling_mini_resolves_offline():
+    from bayling.infer.official import detect_official
+    from bayling.models import default_chat_format
+
+    path = resolve_model_path("bayling-mini")
+    cfg = json.loads((__import__("pathlib").Path(path) / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == "gemma3-270m"
+    assert default_chat_format("bayling-mini") == "gemma"
+    assert detect_official("bayling-mini") is None  # ours, not a released BayLing checkpoint
