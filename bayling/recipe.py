@@ -83,18 +83,9 @@ class Recipe:
 
 
 def load_recipe_file(path: str | Path) -> Recipe:
-    import yaml
+    from bayling.train.trainer import read_recipe_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such recipe")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a recipe is a YAML mapping")
-    return Recipe.from_dict(doc)
+    return Recipe.from_dict(read_recipe_yaml(path))
 
 
 def _corpus_path(name: str) -> str | None:

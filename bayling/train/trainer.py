@@ -69,16 +69,25 @@ class TrainConfig:
         return cls(**d)
 
 
-def load_recipe(path: str | Path) -> dict:
+def read_recipe_yaml(path: str | Path) -> dict:
+    """A recipe file as a mapping, with one-line errors naming the file."""
     import yaml
 
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recipe")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
+        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a recipe is a YAML mapping")
+    return doc
+
+
+def load_recipe(path: str | Path) -> dict:
+    """The training options of a recipe: its `train:` section, or the whole file."""
+    doc = read_recipe_yaml(path)
     return doc.get("train", doc)
 
 
