@@ -238,8 +238,9 @@ def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
         "prompt": prompt,
         "breakdown": {"direction": {k: {m: v for m, v in d.items()} for k, d in
                                     scores.get("breakdown", {}).get("direction", {}).items()}},
+        # Every hypothesis, so runs can be compared sentence by sentence (paired tests).
         "examples": [{"src": p.src, "ref": p.tgt, "hyp": h, "direction": f"{p.src_lang}-{p.tgt_lang}"}
-                     for p, h in itertools.islice(zip(pairs, hyps), 8)],
+                     for p, h in zip(pairs, hyps)],
         "refinement_examples": [{"turns": [t["user"] for t in s["turns"]], "replies": rs}
                                 for s, rs in itertools.islice(zip(sessions, replies), 4)],
     }
@@ -279,6 +280,11 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
     return results
 
 
+def _summary(res: dict) -> dict:
+    """A system's scores without its examples."""
+    return {k: v for k, v in res.items() if k not in ("examples", "refinement_examples")}
+
+
 def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
     from bayling.eval.report import write_report
 
@@ -288,8 +294,7 @@ def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
     os.replace(tmp, out / "results.json")
-    runs = [(name, {k: v for k, v in res.items() if k not in ("examples", "refinement_examples")})
-            for name, res in results.items()]
+    runs = [(name, _summary(res)) for name, res in results.items()]
     write_report(runs, html_path=str(out / "report.html"), markdown_path=str(out / "report.md"),
                  title=f"BayLing recipe {r.name}: {r.model}")
     _plot_before_after(results, out / "results.png", r)
@@ -355,6 +360,27 @@ def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None)
     return {"outputs": outputs, "timings": timings, "recipe": asdict(r)}
 
 
+def _paired_tests(loaded: dict[str, dict]) -> dict | None:
+    """chrF of every system against the first, pooled over all sentences, by paired bootstrap —
+    when each run kept all its hypotheses for the same sentences (else None)."""
+    from bayling.eval.translation import paired_significance
+
+    examples = [r.get("examples") or [] for r in loaded.values()]
+    keys = [[(e["direction"], e["src"]) for e in ex] for ex in examples]
+    if len(loaded) < 2 or len(keys[0]) < 20 or any(k != keys[0] for k in keys[1:]):
+        return None
+    labels = list(loaded)
+    refs = [e["ref"] for e in examples[0]]
+    base = [e["hyp"] for e in examples[0]]
+    out: dict[str, Any] = {"sentences": len(refs), "systems": {}}
+    for label, ex in zip(labels[1:], examples[1:]):
+        test = paired_significance(base, [e["hyp"] for e in ex], refs, method="bs", metrics=("chrf",))
+        chrf = test["metrics"]["chrf"]
+        out["baseline"] = chrf["baseline"]
+        out["systems"][label] = {k: chrf[k] for k in ("system", "delta", "p_value", "significant")}
+    return out
+
+
 def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str:
     """Side-by-side table and plot of systems from several runs: (label, run dir, system name).
 
@@ -394,10 +420,22 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
                       ("refinement_changed", "2nd turn changed the translation")):
         vals = [loaded[l].get(key) for l in labels]
         lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    paired = _paired_tests(loaded)
+    if paired:
+        base = labels[0]
+        lines += ["", f"Paired bootstrap against {base} (sacreBLEU, 1,000 resamples) on chrF pooled over all "
+                  f"{paired['sentences']} sentences:", "",
+                  "| system | pooled chrF | Δ vs " + base + " | p |", "|---|---|---|---|",
+                  f"| {base} | {paired['baseline']:.1f} | | |"]
+        for l, t in paired["systems"].items():
+            lines.append(f"| {l} | {t['system']:.1f} | {t['delta']:+.1f} | {t['p_value']:.3f}"
+                         + (" (significant)" if t["significant"] else "") + " |")
+    elif len(labels) > 1:
+        lines += ["", "(No paired test: some runs keep only a few example translations — re-run their eval stage.)"]
     md = "\n".join(lines)
     (out.with_suffix(".md")).write_text(md + "\n", encoding="utf-8")
     (out.with_suffix(".json")).write_text(json.dumps(
-        {l: {k: v for k, v in r.items() if k not in ("examples", "refinement_examples")} for l, r in loaded.items()},
+        {"systems": {l: _summary(r) for l, r in loaded.items()}, "paired_chrf": paired},
         indent=2, ensure_ascii=False))
 
     fig, ax = plt.subplots(figsize=(max(8, len(dirs) * 0.9), 4))

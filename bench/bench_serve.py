@@ -10,7 +10,9 @@
 2. Server overhead: p50/p99 latency of POST /v1/chat/completions (real uvicorn on 127.0.0.1 in a
    child process, httpx clients in threads here) against calling the engine directly, at 1, 4
    and 16 concurrent clients. The engine is FakeEngine with a fixed latency (16 words x 5 ms),
-   so the figure is the server's cost (HTTP included), not the model's.
+   so the figure is the server's cost (HTTP included), not the model's: a strict test, since a
+   real request takes seconds. `--real-overhead` adds the same over the embedded model
+   (24 new tokens, 1 and 4 clients; direct calls serialised like the server's queue).
 3. Memory: RSS of this process (server + clients) sampled under continuous load.
 """
 
@@ -104,37 +106,48 @@ WORDS = " ".join(f"w{i}" for i in range(16))
 FAKE_LATENCY = 0.005  # per word: 16 words = 80 ms a request
 
 
-def _serve_fake(port: int) -> None:
-    """Child process: the server over FakeEngine, so clients and server do not share a GIL."""
+def _engine(kind: str):
+    if kind == "fake":
+        from bayling.infer.fake import FakeEngine
+
+        return FakeEngine(lambda m: WORDS, token_latency=FAKE_LATENCY)
+    from bayling.infer.engine import TransformersEngine
+
+    return TransformersEngine.load("gemma3-270m")
+
+
+def _serve(kind: str, port: int) -> None:
+    """Child process: the server over the engine, so clients and server do not share a GIL."""
     import uvicorn
 
-    from bayling.infer.fake import FakeEngine
     from bayling.serve.app import Limits, create_app
 
-    app = create_app(FakeEngine(lambda m: WORDS, token_latency=FAKE_LATENCY), limits=Limits(max_concurrent=16, max_waiting=32))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # The fake engine sleeps, so 16 can run at once; the real one computes: one at a time, as served.
+    limits = Limits(max_concurrent=16 if kind == "fake" else 1, max_waiting=32)
+    uvicorn.run(create_app(_engine(kind), limits=limits), host="127.0.0.1", port=port, log_level="warning")
 
 
-def server_overhead(concurrency: tuple[int, ...], per_client: int) -> list[dict]:
+def server_overhead(concurrency: tuple[int, ...], per_client: int, kind: str = "fake", max_tokens: int = 64) -> list[dict]:
     import socket
     import subprocess
 
     import httpx
 
     from bayling.infer.engine import GenerationConfig
-    from bayling.infer.fake import FakeEngine
 
-    engine = FakeEngine(lambda m: WORDS, token_latency=FAKE_LATENCY)
+    engine = _engine(kind)
+    # A real engine computes: direct calls share one lock, as the server's queue serialises them.
+    serial = threading.Lock() if kind != "fake" else None
     messages = [{"role": "user", "content": "Translate the following English text into German.\n\nHello"}]
-    cfg = GenerationConfig(max_new_tokens=64)
+    cfg = GenerationConfig(max_new_tokens=max_tokens)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    child = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port)])
+    child = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port)])
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while True:
             try:
                 httpx.get(url + "/health", timeout=1)
@@ -144,11 +157,15 @@ def server_overhead(concurrency: tuple[int, ...], per_client: int) -> list[dict]
                     raise RuntimeError("the benchmark server did not start")
                 time.sleep(0.2)
         http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=20))
-        body = {"messages": messages, "max_tokens": 64}
+        body = {"messages": messages, "max_tokens": max_tokens}
 
         def direct() -> float:
             t = time.perf_counter()
-            engine.stream(messages, cfg).text()
+            if serial is None:
+                engine.stream(messages, cfg).text()
+            else:
+                with serial:
+                    engine.stream(messages, cfg).text()
             return time.perf_counter() - t
 
         def over_http() -> float:
@@ -156,7 +173,7 @@ def server_overhead(concurrency: tuple[int, ...], per_client: int) -> list[dict]
             http.post(url + "/v1/chat/completions", json=body).raise_for_status()
             return time.perf_counter() - t
 
-        for _ in range(5):  # warm-up
+        for _ in range(5 if kind == "fake" else 1):  # warm-up
             direct(), over_http()
         for c in concurrency:
             result = {}
@@ -179,7 +196,7 @@ def server_overhead(concurrency: tuple[int, ...], per_client: int) -> list[dict]
                 wall = time.perf_counter() - t0
                 result[label] = {"p50_ms": round(1000 * statistics.median(lat), 2),
                                  "p99_ms": round(1000 * _pct(lat, 0.99), 2), "req_s": round(len(lat) / wall, 1)}
-            rows.append({"clients": c, **{f"{k}_{m}": v for k, r in result.items() for m, v in r.items()},
+            rows.append({"engine": kind, "clients": c, **{f"{k}_{m}": v for k, r in result.items() for m, v in r.items()},
                          "overhead_p50": round(result["server"]["p50_ms"] / result["direct"]["p50_ms"] - 1, 4),
                          "overhead_p99": round(result["server"]["p99_ms"] / result["direct"]["p99_ms"] - 1, 4)})
         http.close()
@@ -239,11 +256,13 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--per-client", type=int, default=25, help="requests per client in the overhead runs")
     ap.add_argument("--skip-decode", action="store_true")
-    ap.add_argument("--serve-fake", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--real-overhead", action="store_true",
+                    help="also measure the server's overhead over the embedded model (1 and 4 clients, ~3 min)")
+    ap.add_argument("--serve", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     args = ap.parse_args()
-    if args.serve_fake is not None:
-        return _serve_fake(args.serve_fake)
+    if args.serve is not None:
+        return _serve(args.serve[0], int(args.serve[1]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict = {"machine": {"cpus": os.cpu_count()}}
     if not args.skip_decode:
@@ -251,9 +270,11 @@ def main() -> None:
         for row in report["decode"]:
             print(json.dumps(row))
     report["server_overhead"] = server_overhead((1, 4, 16), args.per_client)
-    print(f"{'clients':>7} {'direct p50':>10} {'server p50':>10} {'direct p99':>10} {'server p99':>10} {'+p50':>7} {'+p99':>7}")
+    if args.real_overhead:
+        report["server_overhead"] += server_overhead((1, 4), 3, kind="real", max_tokens=24)
+    print(f"{'engine':>6} {'clients':>7} {'direct p50':>10} {'server p50':>10} {'direct p99':>10} {'server p99':>10} {'+p50':>7} {'+p99':>7}")
     for r in report["server_overhead"]:
-        print(f"{r['clients']:>7} {r['direct_p50_ms']:>10} {r['server_p50_ms']:>10} {r['direct_p99_ms']:>10} "
+        print(f"{r['engine']:>6} {r['clients']:>7} {r['direct_p50_ms']:>10} {r['server_p50_ms']:>10} {r['direct_p99_ms']:>10} "
               f"{r['server_p99_ms']:>10} {r['overhead_p50']:>7.1%} {r['overhead_p99']:>7.1%}")
     report["memory"] = memory_soak(args.minutes * 60)
     print(json.dumps(report["memory"]))
