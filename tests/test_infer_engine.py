@@ -62,6 +62,23 @@ def test_stream_and_batch_cut_at_the_same_stop_string(engine):
     assert streamed.finish_reason == "stop"
 
 
+def test_a_stop_string_ends_generation_itself(engine):
+    """Not just the text is cut: the model stops generating, in a batch too, row by row."""
+    prompt = "Le renard brun rapide"
+    free_cfg = GenerationConfig(max_new_tokens=40, temperature=1.0, seed=5)
+    free = engine.stream(prompt, free_cfg)
+    text = free.text()
+    assert free.completion_tokens == 40
+    stop = text[4:7]
+    s = engine.stream(prompt, GenerationConfig(max_new_tokens=40, temperature=1.0, seed=5, stop=(stop,)))
+    assert s.text() == cut_at_stop(text, [stop])
+    assert s.completion_tokens < 20  # ended a token or two after the stop string, not at 40
+    # A stop string that is one of the model's stop tokens ends generation as an eos id would.
+    eos = engine.tokenizer.eos_token
+    assert engine._generate_kwargs(GenerationConfig(stop=(eos, stop))).get("stopping_criteria") is not None
+    assert "stopping_criteria" not in engine._generate_kwargs(GenerationConfig(stop=(eos,)))
+
+
 def test_cancel_ends_generation_early(engine):
     cancel = threading.Event()
     stream = engine.stream("The quick brown fox", GenerationConfig(max_new_tokens=300), cancel)

@@ -33,3 +33,28 @@ def test_embedded_gguf_generates():
     assert "Berlin" in out[0]
     s = engine.stream([{"role": "user", "content": "Say hi."}], GenerationConfig(max_new_tokens=6))
     assert s.text() is not None and s.finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
+def test_embedded_gguf_streams_counts_stops_and_cancels():
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'bayling[llamacpp]')")
+    import threading
+
+    from bayling.infer.engine import GenerationConfig
+
+    engine = LlamaCppEngine.load("gemma3-270m", n_ctx=512)
+    prompt = "<bos>The history of the city begins in the twelfth century, when"
+    s = engine.stream(prompt, GenerationConfig(max_new_tokens=12))
+    text = s.text()
+    assert s.finish_reason == "length" and s.completion_tokens == 12
+    assert s.prompt_tokens == engine.count_tokens(prompt)
+    # The same text again, cut at a stop string taken from inside it: nothing of the stop is emitted.
+    word = text.split()[2]
+    s = engine.stream(prompt, GenerationConfig(max_new_tokens=12, stop=(word,)))
+    assert s.text() == text[: text.index(word)] and s.finish_reason == "stop"
+    # Cancelled from the start: stops at once.
+    cancel = threading.Event()
+    cancel.set()
+    s = engine.stream(prompt, GenerationConfig(max_new_tokens=64), cancel)
+    s.text()
+    assert s.completion_tokens <= 1

@@ -273,8 +273,10 @@ class TransformersEngine(Engine):
 
         tok = self.tokenizer
         kwargs = dict(max_new_tokens=config.max_new_tokens, eos_token_id=self._stop_ids, pad_token_id=tok.pad_token_id)
-        if config.stop:
-            kwargs.update(stop_strings=list(config.stop), tokenizer=tok)
+        # Stop strings that are one stop token (<end_of_turn>, <|eot_id|>) end generation as eos ids.
+        stops = [s for s in config.stop if s and tok.convert_tokens_to_ids(s) not in self._stop_ids]
+        if stops:
+            kwargs["stopping_criteria"] = [_StopStrings(tok, stops, self._tok_lock)]
         if config.temperature > 0:
             torch.manual_seed(config.seed)
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
@@ -325,8 +327,9 @@ class TransformersEngine(Engine):
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    out = self.model.generate(**enc, **self._generate_kwargs(config), streamer=streamer,
-                                              stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+                    kwargs = self._generate_kwargs(config)
+                    criteria = StoppingCriteriaList([_Cancelled(), *kwargs.pop("stopping_criteria", [])])
+                    out = self.model.generate(**enc, **kwargs, streamer=streamer, stopping_criteria=criteria)
                 result["n"] = out.shape[1] - n_prompt
                 result["last"] = int(out[0, -1]) if result["n"] else None
             except BaseException as e:  # surfaced in the consumer's thread
@@ -358,6 +361,30 @@ class TransformersEngine(Engine):
         stream.completion_tokens = result.get("n", 0)
         ran_out = stream.completion_tokens >= config.max_new_tokens and result.get("last") not in self._stop_ids
         stream.finish_reason = "length" if ran_out and not stopped else "stop"
+
+
+class _StopStrings:
+    """A stopping criterion: a row is done once its new tokens contain a stop string.
+
+    transformers' own `stop_strings` scans the whole vocabulary on every `generate` call — seconds
+    with Gemma's 262k tokens, more than the generation itself; decoding the last few tokens of
+    each row costs microseconds a step.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str], lock: threading.Lock):
+        self.tokenizer, self.stops, self.lock = tokenizer, tuple(stops), lock
+        self.window = max(len(s) for s in self.stops) + 2  # a stop string spans at most that many tokens
+        self.prompt_len: int | None = None
+
+    def __call__(self, input_ids, scores, **kw):
+        import torch
+
+        if self.prompt_len is None:  # the first call comes after the first new token
+            self.prompt_len = input_ids.shape[1] - 1
+        tail = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window):]
+        with self.lock:
+            texts = self.tokenizer.batch_decode(tail, skip_special_tokens=False)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
 
 
 def _trained_format(model: str | None) -> str | None:

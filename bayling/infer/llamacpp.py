@@ -93,7 +93,9 @@ class LlamaCppEngine(Engine):
                 if stream.cancel.is_set():
                     break
                 choice = chunk["choices"][0]
-                n += 1
+                # One chunk a token, but for the closing one (finish_reason set), which carries
+                # only what was held back, if anything.
+                n += 1 if not choice.get("finish_reason") or choice.get("text") else 0
                 text, stopped = scanner.feed(choice.get("text") or "")
                 if text:
                     yield text
