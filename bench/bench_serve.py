@@ -293,7 +293,8 @@ def main() -> None:
             print(json.dumps(row))
     report["server_overhead"] = server_overhead((1, 4, 16), args.per_client)
     if args.real_overhead:
-        report["server_overhead"] += server_overhead((1, 4), 4, kind="real", max_tokens=24)
+        report["server_overhead"] += server_overhead((1,), 10, kind="real", max_tokens=24)
+        report["server_overhead"] += server_overhead((4,), 3, kind="real", max_tokens=24)
     print(f"{'engine':>6} {'clients':>7} {'direct p50':>10} {'server p50':>10} {'direct p99':>10} {'server p99':>10} "
           f"{'+p50':>7} {'+p99':>7} {'+mean':>7} {'req/s':>7}")
     for r in report["server_overhead"]:

@@ -129,12 +129,20 @@ class progress_bar:
         if not self.enabled:
             return lambda n: None
         from rich.console import Console
-        from rich.progress import Progress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._p = Progress(console=Console(stderr=True), transient=True)
+        rate = TextColumn("{task.fields[rate]}")
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), rate,
+                           TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self._p.start()
-        task = self._p.add_task(self.label, total=self.total)
-        return lambda n: self._p.advance(task, n)
+        task = self._p.add_task(self.label, total=self.total, rate="")
+
+        def advance(n: int) -> None:
+            self._p.advance(task, n)
+            speed = self._p.tasks[task].speed
+            if speed:
+                self._p.update(task, rate=f"{speed:.2f}/s" if speed < 10 else f"{speed:.0f}/s")
+        return advance
 
     def __exit__(self, *exc) -> None:
         if self.enabled:

@@ -138,14 +138,16 @@ class _Guard:
             return await resp(scope, receive, send)
         if scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        too_big = error_response(413, f"request body larger than {self.max_bytes} bytes", code="request_too_large")
+        def too_big():
+            return error_response(413, f"request body larger than {self.max_bytes} bytes", code="request_too_large")
+
         headers = dict(scope.get("headers") or [])
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
             declared = 0
         if declared > self.max_bytes:
-            return await too_big(scope, receive, send)
+            return await too_big()(scope, receive, send)
         chunks, size = [], 0
         while True:
             msg = await receive()
@@ -154,7 +156,7 @@ class _Guard:
             chunks.append(msg.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await too_big(scope, receive, send)
+                return await too_big()(scope, receive, send)
             if not msg.get("more_body"):
                 break
         body = b"".join(chunks)
