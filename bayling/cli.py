@@ -152,7 +152,8 @@ def recipe_compare(
     system: list[str] = typer.Option(..., "--system", help="LABEL=RUN_DIR:SYSTEM, e.g. 'BayLing SFT=runs/mini:tuned' (repeat)."),
     out: Path = typer.Option(Path("compare"), help="Output stem: writes OUT.md, OUT.png and OUT.json."),
 ) -> None:
-    """Compare systems from several recipe runs: per-direction table and plot."""
+    """Compare systems from several recipe runs: per-direction table and plot, and a paired bootstrap
+    of pooled chrF against the first system when the runs scored the same sentences."""
     from bayling.recipe import compare_systems
 
     specs = []

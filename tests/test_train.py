@@ -81,7 +81,8 @@ def test_overlong_conversation_is_cut_at_a_turn_boundary(tiny_tokenizer, tmp_pat
     assert spans == [f"answer {t}<|im_end|>" for t in range(len(spans))]  # whole turns only
 
 
-def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])  # eager: the CPU default; sdpa: the GPU one
+def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_tokenizer, tmp_path, attn):
     from transformers import AutoModelForCausalLM
 
     path = write_convs(tmp_path / "c.jsonl", n=30)
@@ -94,7 +95,7 @@ def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_token
     assert packing_efficiency(rows, 1) > 0.85
     assert packing_efficiency(rows, 1) > packing_efficiency([type(rows[0])([e]) for e in examples], 4)
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attn).eval()
     row = rows[0]
     assert len(row.examples) >= 2
     batch = Collator(tiny_tokenizer.pad_token_id)([row])

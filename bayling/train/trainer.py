@@ -55,6 +55,9 @@ class TrainConfig:
     logging_steps: int = 1
     bf16: bool | None = None  # default: where the hardware supports it
     gradient_checkpointing: bool = False
+    # auto: eager on CPU (packed rows' block mask costs sdpa's CPU kernel ~20% more per token:
+    # bench/bench_train.py), sdpa on GPUs (flash / memory-efficient kernels).
+    attn_implementation: str = "auto"
     tensorboard: bool = False
     resume: bool = False
     torch_threads: int | None = None
@@ -241,7 +244,10 @@ def train(cfg: TrainConfig) -> dict:
 
     bf16 = _bf16_supported() if cfg.bf16 is None else cfg.bf16
     dtype = torch.bfloat16 if (bf16 and cfg.method == "full") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa")
+    attn = cfg.attn_implementation
+    if attn == "auto":
+        attn = "sdpa" if torch.cuda.is_available() else "eager"
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attn)
     # Without a KV cache, transformers reads packed rows' position ids as sequence boundaries.
     model.config.use_cache = False
     if cfg.method in ("lora", "qlora"):
