@@ -12,7 +12,7 @@
    and 16 concurrent clients. The engine is FakeEngine with a fixed latency (16 words x 5 ms),
    so the figure is the server's cost (HTTP included), not the model's: a strict test, since a
    real request takes seconds. `--real-overhead` adds the same over the embedded model
-   (24 new tokens, 1 and 4 clients; direct calls serialised like the server's queue).
+   (24 new tokens, 1, 4 and 16 clients; direct calls serialised like the server's queue).
 3. Memory: RSS of this process (server + clients) sampled under continuous load.
 """
 
@@ -279,7 +279,7 @@ def main() -> None:
     ap.add_argument("--per-client", type=int, default=25, help="requests per client in the overhead runs")
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--real-overhead", action="store_true",
-                    help="also measure the server's overhead over the embedded model (1 and 4 clients, ~3 min)")
+                    help="also measure the server's overhead over the embedded model (1, 4 and 16 clients, ~8 min)")
     ap.add_argument("--serve", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     args = ap.parse_args()
@@ -295,6 +295,7 @@ def main() -> None:
     if args.real_overhead:
         report["server_overhead"] += server_overhead((1,), 10, kind="real", max_tokens=24)
         report["server_overhead"] += server_overhead((4,), 3, kind="real", max_tokens=24)
+        report["server_overhead"] += server_overhead((16,), 2, kind="real", max_tokens=24)
     print(f"{'engine':>6} {'clients':>7} {'direct p50':>10} {'server p50':>10} {'direct p99':>10} {'server p99':>10} "
           f"{'+p50':>7} {'+p99':>7} {'+mean':>7} {'req/s':>7}")
     for r in report["server_overhead"]:
