@@ -431,7 +431,8 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
             lines.append(f"| {l} | {t['system']:.1f} | {t['delta']:+.1f} | {t['p_value']:.3f}"
                          + (" (significant)" if t["significant"] else "") + " |")
     elif len(labels) > 1:
-        lines += ["", "(No paired test: some runs keep only a few example translations — re-run their eval stage.)"]
+        lines += ["", "(No paired test: the runs did not keep hypotheses for the same sentences — "
+                  "re-run their eval stage.)"]
     md = "\n".join(lines)
     (out.with_suffix(".md")).write_text(md + "\n", encoding="utf-8")
     (out.with_suffix(".json")).write_text(json.dumps(

@@ -183,14 +183,20 @@ def test_two_process_gloo_run_agrees_on_loss(tiny_model_dir, tmp_path):
     assert (out / "adapter_model.safetensors").is_file()
 
 
+def _short_lora_run(tiny_model_dir, tmp_path, steps: int):
+    """A few LoRA steps on the tiny model with a high learning rate, so the adapter is not ~zero."""
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
+                      max_steps=steps, batch_size=2, max_len=128, lr=5e-3))
+    return out
+
+
 def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import merge_adapter
 
-    data = write_convs(tmp_path / "c.jsonl", n=8)
-    out = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
-                      max_steps=3, batch_size=2, max_len=128, lr=5e-3))
+    out = _short_lora_run(tiny_model_dir, tmp_path, steps=3)
     merged = merge_adapter(out, tmp_path / "merged")
     assert not (merged / "adapter_config.json").exists()
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -245,10 +251,7 @@ def test_packed_adapter_is_small_and_equivalent(tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import pack_adapter
 
-    data = write_convs(tmp_path / "c.jsonl", n=8)
-    out = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
-                      max_steps=2, batch_size=2, max_len=128, lr=5e-3))
+    out = _short_lora_run(tiny_model_dir, tmp_path, steps=2)
     packed = pack_adapter(out, tmp_path / "packed")
     assert not (packed / "tokenizer.json").exists()
     size = (packed / "adapter_model.safetensors").stat().st_size
