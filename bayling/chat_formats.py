@@ -186,6 +186,8 @@ def validate_messages(messages: Sequence[Message]) -> None:
             raise ChatFormatError(f"message {i}: a system message may only come first")
         if not isinstance(m["content"], str) or not m["content"].strip():
             raise ChatFormatError(f"message {i}: empty content")
+        if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
+            raise ChatFormatError(f"message {i}: 'weight' is 0 or 1, on assistant messages only")
 
 
 def _render(template: str, messages, add_generation_prompt: bool, tracked: bool, **kw):
@@ -239,13 +241,17 @@ def encode_chat(
     text, spans = render_with_spans(fmt, messages, tokenizer=tokenizer)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
+    # OpenAI's fine-tuning field: an assistant message with "weight": 0 is context, not trained.
+    weights = [m.get("weight", 1) for m in messages if m["role"] == "assistant"]
+    if len(spans) != len(weights):
+        raise ChatFormatError(f"format {fmt.name}: {len(spans)} assistant spans for {len(weights)} assistant messages")
     mask = [0] * len(ids)
     j = 0
     for t, (a, b) in enumerate(enc["offset_mapping"]):
         while j < len(spans) and spans[j][1] <= a:
             j += 1
         if j < len(spans) and a >= spans[j][0] and b <= spans[j][1] and b > a:
-            mask[t] = 1
+            mask[t] = weights[j]
     return ids, mask
 
 

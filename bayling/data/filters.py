@@ -32,12 +32,15 @@ __all__ = [
 
 
 def _assistant_turns(record: dict) -> Iterator[tuple[str, dict]]:
-    """(assistant content after its fixed preface, expect entry or {}) per assistant turn."""
+    """(assistant content after its fixed preface, expect entry or {}) per trained assistant turn.
+
+    A weight-0 turn (a draft kept as context) is not checked: it may be wrong on purpose."""
     checks = record.get("meta", {}).get("expect") or []
-    turns = [m.get("content") or "" for m in record.get("messages", []) if m.get("role") == "assistant"]
-    for i, content in enumerate(turns):
+    turns = [m for m in record.get("messages", []) if m.get("role") == "assistant"]
+    for i, m in enumerate(turns):
         check = checks[i] if i < len(checks) else {}
-        yield content[check.get("skip", 0):], check
+        if m.get("weight", 1):
+            yield (m.get("content") or "")[check.get("skip", 0):], check
 
 
 @dataclass

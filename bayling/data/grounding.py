@@ -12,14 +12,11 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["corrupt", "pick_terms", "preserved_items", "script_of"]
+__all__ = ["change_number", "corrupt", "drop_terms", "pick_terms", "preserved_items", "script_of"]
 
 # Scripts written without spaces between words.
 UNSPACED = frozenset({"Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
 _EDGE = "\"'`.,;:!?()[]{}<>«»“”„‘’‚‹›「」『』（）【】《》，。、！？：；…—–-·¡¿/\\*"
-# Chinese: split on non-Han characters and on common one-character function words, so what is
-# left is mostly whole content words (no segmenter needed).
-_HAN_SPLIT = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff]+|[的了是在和与把被对从到也都就而及或着过这那个们将于以之其]")
 _JA_TERM = re.compile(r"[\u4e00-\u9fff々]{2,4}|[\u30a1-\u30faー]{3,8}")
 _NUMBER = re.compile(r"[0-9]+(?:[.,:][0-9]+)*")
 _MARKUP = re.compile(r"<[^<>\s][^<>]*>|https?://[^\s)\]]+|[\w.+-]+@[\w-]+\.[\w.]+")
@@ -33,9 +30,17 @@ def script_of(code: str) -> str:
     return code.rpartition("_")[2]
 
 
+def _chinese_words(text: str) -> list[str]:
+    """Whole Chinese words of 2-4 Han characters, by jieba's segmenter (its dictionary, no model)."""
+    import jieba
+
+    jieba.setLogLevel(60)  # it logs its dictionary load at INFO
+    return [w for w in jieba.lcut(text) if 2 <= len(w) <= 4 and all("\u3400" <= ch <= "\u9fff" for ch in w)]
+
+
 def _candidates(text: str, script: str) -> list[str]:
     if script in ("Hans", "Hant"):
-        return [c for c in _HAN_SPLIT.split(text) if 2 <= len(c) <= 4]
+        return _chinese_words(text)
     if script == "Jpan":
         return _JA_TERM.findall(text)
     if script in UNSPACED:
@@ -45,13 +50,42 @@ def _candidates(text: str, script: str) -> list[str]:
     return [w for w in words if len(w) >= least and w.replace("-", "").replace("'", "").isalpha()]
 
 
-def pick_terms(reference: str, script: str, rng: random.Random) -> tuple[str, ...]:
-    """One or two content words/phrases cut from the reference; () when none can be found."""
-    found = list(dict.fromkeys(_candidates(reference, script)))
+def pick_terms(reference: str, script: str, rng: random.Random, absent_from: str | None = None,
+               most: int = 2) -> tuple[str, ...]:
+    """One (sometimes two) whole words of the reference; () when none can be found.
+
+    The one term picker of data and eval. With `absent_from` (a draft or a model's first answer),
+    only words that text lacks, so asking for them names a real difference.
+    """
+    found = [w for w in dict.fromkeys(_candidates(reference, script)) if absent_from is None or w not in absent_from]
     if not found:
         return ()
-    k = 2 if len(found) >= 4 and rng.random() < 0.3 else 1
+    k = 2 if most >= 2 and len(found) >= 4 and rng.random() < 0.3 else 1
     return tuple(rng.sample(found, k))
+
+
+def drop_terms(reference: str, terms: tuple[str, ...], script: str) -> str | None:
+    """The reference without its first occurrence of each term: a draft that lacks them."""
+    draft = reference
+    for term in terms:
+        if script in UNSPACED:
+            draft = draft.replace(term, "", 1)
+        else:
+            draft = re.sub(rf"(^|\s){re.escape(term)}(?=[\s{re.escape(_EDGE)}]|$)\s?", r"\1", draft, count=1)
+    draft = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", draft)).strip()
+    return draft if draft and draft != reference and all(t not in draft for t in terms) else None
+
+
+def change_number(reference: str, source: str, rng: random.Random) -> tuple[str, str] | None:
+    """(draft, number): the reference with one digit changed in a number the source also has."""
+    numbers = [m for m in _NUMBER.finditer(reference) if m.group() in source]
+    if not numbers:
+        return None
+    m = rng.choice(numbers)
+    digits = [i for i in range(m.start(), m.end()) if reference[i].isdigit()]
+    i = rng.choice(digits)
+    new = rng.choice([d for d in "0123456789" if d != reference[i]])
+    return reference[:i] + new + reference[i + 1:], m.group()
 
 
 def preserved_items(source: str, reference: str) -> tuple[str, ...]:

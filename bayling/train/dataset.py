@@ -50,7 +50,8 @@ class Stats:
 def to_messages(record: dict) -> list[dict]:
     """One record in any supported layout -> OpenAI-style messages (not yet validated)."""
     if "messages" in record:
-        return [{"role": m.get("role"), "content": m.get("content")} for m in record["messages"]]
+        return [{"role": m.get("role"), "content": m.get("content"), **({"weight": m["weight"]} if "weight" in m else {})}
+                for m in record["messages"]]
     if "conversations" in record:  # ShareGPT
         msgs = []
         for turn in record["conversations"]:
@@ -96,7 +97,7 @@ def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exc
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    for key in ("unknown role", "empty content", "no messages", "only come first", "needs 'role'",
+    for key in ("unknown role", "empty content", "weight", "no messages", "only come first", "needs 'role'",
                 "JSON", "no 'messages'"):  # "invalid JSON" and "expected a JSON object" both count as JSON
         if key in text:
             return key.replace("'", "")
@@ -108,7 +109,7 @@ def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int) -> tupl
     ids, mask = encode_chat(tokenizer, messages, fmt)
     if len(ids) <= max_len:
         return ids, mask, False
-    ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant"]
+    ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
     for end in reversed(ends[:-1]):
         ids, mask = encode_chat(tokenizer, messages[:end], fmt)
         if len(ids) <= max_len:
@@ -138,6 +139,9 @@ def tokenize_conversations(
             continue
         if not any(m["role"] == "assistant" for m in messages):
             stats.dropped["no assistant turn"] += 1
+            continue
+        if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
+            stats.dropped["no trained assistant turn"] += 1
             continue
         fitted = _fit(tokenizer, messages, fmt, max_len)
         if fitted is None:

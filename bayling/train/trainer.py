@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bayling.hardware import resolve_bf16
 from bayling.train.dataset import Stats, TrainDataError, read_conversations, tokenize_conversations
 from bayling.train.packing import Collator, pack, packing_efficiency
 
@@ -53,7 +54,8 @@ class TrainConfig:
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 1
-    bf16: bool | None = None  # default: where the hardware supports it
+    bf16: bool | str | None = "auto"  # auto: on bf16-capable GPUs and CPUs (AVX-512 BF16 / AMX): bayling.hardware
+    train_embeddings: bool = False  # full fine-tuning: also train the (tied) embedding / LM head
     gradient_checkpointing: bool = False
     # auto: eager on CPU (packed rows' block mask costs sdpa's CPU kernel ~20% more per token:
     # bench/bench_train.py), sdpa on GPUs (flash / memory-efficient kernels).
@@ -92,14 +94,6 @@ def load_recipe(path: str | Path) -> dict:
     """The training options of a recipe: its `train:` section, or the whole file."""
     doc = read_recipe_yaml(path)
     return doc.get("train", doc)
-
-
-def _bf16_supported() -> bool:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return False  # CPU: bf16 autocast is slower than fp32 on most CPUs without AMX
 
 
 def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stats]:
@@ -146,7 +140,7 @@ def _sft_trainer_class():
     from bayling.train.dataset import IGNORE
 
     def chunk_loss(hidden, weight, bias, target, softcap):
-        logits = F.linear(hidden, weight, bias).float()
+        logits = F.linear(hidden.to(weight.dtype), weight, bias).float()  # the model is autocast, the head is not
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         return F.cross_entropy(logits, target, reduction="sum")
@@ -242,8 +236,10 @@ def train(cfg: TrainConfig) -> dict:
         + (f"; {stats.truncated} cut at a turn boundary" if stats.truncated else "")
     )
 
-    bf16 = _bf16_supported() if cfg.bf16 is None else cfg.bf16
-    dtype = torch.bfloat16 if (bf16 and cfg.method == "full") else torch.float32
+    bf16 = resolve_bf16(cfg.bf16)
+    # Frozen weights are stored in bf16 (autocast would otherwise re-cast all of them on every
+    # forward); trainable ones are cast back to fp32 below, so optimizer updates keep their precision.
+    dtype = torch.bfloat16 if bf16 else torch.float32
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "sdpa" if torch.cuda.is_available() else "eager"
@@ -260,8 +256,17 @@ def train(cfg: TrainConfig) -> dict:
             r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
             target_modules=targets, task_type="CAUSAL_LM",
         ))
-    elif cfg.method != "full":
+    elif cfg.method == "full":
+        if not cfg.train_embeddings:
+            # Gemma 3 270M: 170M of 270M parameters are the tied embedding / LM head.
+            model.get_input_embeddings().weight.requires_grad_(False)
+            model.get_output_embeddings().weight.requires_grad_(False)
+    else:
         raise ValueError(f"unknown method {cfg.method!r}: use lora, qlora or full")
+    if bf16:
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if cfg.method != "full":
@@ -270,7 +275,8 @@ def train(cfg: TrainConfig) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     console.print(f"[bold]model[/] {cfg.model} ({model.config.model_type}), {cfg.method}: "
-                  f"{trainable:,} trainable of {total:,} parameters; chat format {fmt.name}")
+                  f"{trainable:,} trainable of {total:,} parameters; chat format {fmt.name}; "
+                  f"{'bf16 autocast' if bf16 else 'fp32'}")
 
     if cfg.tensorboard:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
@@ -288,7 +294,7 @@ def train(cfg: TrainConfig) -> dict:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        bf16=bool(bf16 and torch.cuda.is_available()),
+        bf16=bf16,  # autocast, on CPU too
         report_to=["tensorboard"] if cfg.tensorboard else [],
         remove_unused_columns=False,
         dataloader_num_workers=0,
