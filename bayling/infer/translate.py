@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -162,9 +163,23 @@ def first_turn(item: Item) -> dict:
 
 def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat",
                     config: GenerationConfig = GenerationConfig(), refine: str | None = None,
-                    shots: int = 3) -> list[dict]:
+                    shots: int = 3, cancel: threading.Event | None = None) -> list[dict]:
     """One record per item: id, src, hyp, languages, ref, messages (the chat it took) and, when
-    asked, draft (before refinement) and constraints_met."""
+    asked, draft (before refinement) and constraints_met.
+
+    With `cancel`, generation streams one item at a time and stops soon after it is set (a server
+    whose client left); the records are then incomplete.
+    """
+    def chat(convs: list[list[dict]], cfg: GenerationConfig) -> list[str]:
+        if cancel is None:
+            return engine.chat(convs, cfg) if convs else []
+        return [engine.stream(c, cfg, cancel).text().strip() for c in convs]
+
+    def complete(prompts: list[str], cfg: GenerationConfig) -> list[str]:
+        if cancel is None:
+            return engine.complete(prompts, cfg) if prompts else []
+        return [engine.stream(p, cfg, cancel).text() for p in prompts]
+
     if mode not in PROMPT_MODES:
         raise TranslateError(f"unknown prompt mode {mode!r}; choose one of: {', '.join(PROMPT_MODES)}")
     live = [i for i, it in enumerate(items) if it.src.strip()]
@@ -176,9 +191,9 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
             for i in live
         ]
         cfg = replace(config, stop=tuple(dict.fromkeys(config.stop + FEW_SHOT_STOP)))
-        outs = [o.strip() for o in engine.complete(prompts, cfg)] if prompts else []
+        outs = [o.strip() for o in complete(prompts, cfg)]
     else:
-        outs = engine.chat([[first_turn(items[i])] for i in live], config) if live else []
+        outs = chat([[first_turn(items[i])] for i in live], config)
     for i, out in zip(live, outs):
         hyps[i] = out
     # An empty answer ends that chat: a turn with no content cannot be rendered again.
@@ -189,7 +204,7 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
         """One further turn on each chat in `asks` (index -> request); an empty reply changes nothing."""
         ids = [i for i in asks if hyps[i]]
         convs = [chats[i] + [{"role": "user", "content": asks[i]}] for i in ids]
-        for i, conv, out in zip(ids, convs, engine.chat(convs, config) if convs else []):
+        for i, conv, out in zip(ids, convs, chat(convs, config)):
             if out:
                 chats[i] = conv + [{"role": "assistant", "content": out}]
                 hyps[i] = out
@@ -348,10 +363,11 @@ def translate_file(
 
 
 def translate_text(engine: Engine, text: str, src_lang: str, tgt_lang: str, *, mode: str = "chat",
-                   config: GenerationConfig = GenerationConfig(), constraints: Sequence[str] = ()) -> dict:
+                   config: GenerationConfig = GenerationConfig(), constraints: Sequence[str] = (),
+                   cancel: threading.Event | None = None) -> dict:
     """One translation with the chat it took (for the web page, which refines it further)."""
     item = Item("0", text, _code(src_lang, "src", "request"), _code(tgt_lang, "tgt", "request"),
                 constraints=tuple(constraints))
-    rec = translate_batch(engine, [item], mode=mode, config=config)[0]
+    rec = translate_batch(engine, [item], mode=mode, config=config, cancel=cancel)[0]
     return {k: rec[k] for k in ("hyp", "src_lang", "tgt_lang", "messages", "constraints_met") if k in rec}
 
