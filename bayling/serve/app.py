@@ -194,6 +194,7 @@ class _Gone(Exception):
 _ERRORS: dict = {status: {"model": ErrorResponse, "description": what} for status, what in (
     (400, "Invalid request (bad JSON, a field out of range, a prompt too long)"),
     (401, "Missing or wrong API key"),
+    (404, "No such model"),
     (413, "Request body too large"),
     (415, "The body is not application/json"),
     (429, "Queue full; retry after Retry-After seconds"),
