@@ -110,7 +110,7 @@ def _schema_posts() -> list[tuple[str, dict, set[str]]]:
 
 @pytest.mark.parametrize("path,schema,documented", _schema_posts(), ids=lambda x: x if isinstance(x, str) else "")
 def test_fuzz_from_the_openapi_schema(fake_http, path, schema, documented):
-    from hypothesis_jsonschema import from_schema
+    from_schema = pytest.importorskip("hypothesis_jsonschema").from_schema  # in the [test] extra
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(body=from_schema(schema))
