@@ -175,6 +175,8 @@ _GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 def validate_messages(messages: Sequence[Message]) -> None:
     """Raise ChatFormatError naming the first message that breaks the chat shape."""
+    if not isinstance(messages, (list, tuple)):
+        raise ChatFormatError(f"messages must be a list of {{role, content}} objects, not {type(messages).__name__}")
     if not messages:
         raise ChatFormatError("no messages")
     for i, m in enumerate(messages):
@@ -184,7 +186,10 @@ def validate_messages(messages: Sequence[Message]) -> None:
             raise ChatFormatError(f"message {i}: unknown role {m['role']!r} (use {', '.join(_ROLES)})")
         if m["role"] == "system" and i != 0:
             raise ChatFormatError(f"message {i}: a system message may only come first")
-        if not isinstance(m["content"], str) or not m["content"].strip():
+        content = m["content"]
+        if content is not None and not isinstance(content, str):
+            raise ChatFormatError(f"message {i}: content must be a string, not {type(content).__name__}")
+        if not content or not content.strip():
             raise ChatFormatError(f"message {i}: empty content")
         if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
             raise ChatFormatError(f"message {i}: 'weight' is 0 or 1, on assistant messages only")

@@ -61,6 +61,25 @@ def test_bad_input_is_one_line_and_nonzero(args, fragment):
     assert fragment in err
 
 
+def test_empty_broken_and_out_of_range_inputs_fail_cleanly(tmp_path):
+    (tmp_path / "e.en").write_bytes(b"")
+    (tmp_path / "e.de").write_bytes(b"")
+    (tmp_path / "b.en.gz").write_bytes(b"no")
+    (tmp_path / "b.de").write_text("hallo\n")
+    out, e, b = tmp_path / "o.jsonl", f"{tmp_path}/e.en,{tmp_path}/e.de", f"{tmp_path}/b.en.gz,{tmp_path}/b.de"
+    for args, fragment in [
+        (["corpus", "count", e, "-s", "en", "-t", "de"], "e.en: empty file"),
+        (["data", "build", "--corpus", e, "--langs", "en,de", "--out", str(out)], "e.en: empty file"),
+        (["corpus", "count", b, "-s", "en", "-t", "de"], "b.en.gz: cannot read this gzip file"),
+    ]:
+        r = bayling(*args)
+        err = r.stderr.strip()
+        assert r.returncode != 0 and "\n" not in err and fragment in err, (args, r.stdout, err)
+    assert not out.exists()
+    r = bayling("data", "build", "--corpus", f"{tmp_path}/b.de,{tmp_path}/b.de", "--langs", "en,de", "--out", str(out), "--limit", "-5")
+    assert r.returncode == 2 and "--limit" in r.stderr and "islice" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_debug_shows_the_traceback():
     r = bayling("languages", "Klingonese", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr

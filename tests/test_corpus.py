@@ -213,6 +213,23 @@ def test_gzip_input(tmp_path: Path):
     assert [p.tgt for p in read_wmt(src, tgt)] == ["x", "y"]
 
 
+def test_empty_file_is_an_error_naming_it(tmp_path: Path):
+    src, tgt = two_files(tmp_path, "", "")
+    fails(rf"{src}: empty file", read_parallel(src, tgt, "en", "zh"))
+    src, tgt = two_files(tmp_path, "a\n", b"\xef\xbb\xbf")  # a BOM alone is no line either
+    fails(rf"{tgt}: empty file", read_parallel(src, tgt, "en", "zh"))
+    fails(r"empty file", read_jsonl(write(tmp_path / "e.jsonl", ""), "en", "zh"))
+
+
+def test_broken_gzip_names_the_file(tmp_path: Path):
+    tgt = write(tmp_path / "c.zh", "x\ny\n")
+    src = write(tmp_path / "c.en.gz", b"no")
+    fails(rf"{src}: cannot read this gzip file: Not a gzipped file", read_wmt(src, tgt))
+    whole = gzip.compress(b"a\nb\n" * 1000)
+    src = write(tmp_path / "t.en.gz", whole[: len(whole) // 2])  # truncated by an interrupted download
+    fails(rf"{src}(:\d+)?: cannot read this gzip file: Compressed file ended", read_wmt(src, tgt))
+
+
 # --- TSV / JSONL ---
 
 

@@ -130,6 +130,79 @@ def test_a_changed_source_line_is_translated_again(fake, tmp_path):
     assert s.translated == 1 and json.loads(out.read_text().splitlines()[1])["hyp"] == "T(something else)"
 
 
+def test_resume_matches_by_content_not_position(fake, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("one\ntwo\nthree\nfour\n")
+    for out in (tmp_path / "out.txt", tmp_path / "out.jsonl"):
+        translate_file(fake, list(read_items(src, "en", "de")), out)
+    src.write_text("one\nTWO edited\ninserted\nthree\nfour\n")  # line 2 edited, a new line 3
+    items = list(read_items(src, "en", "de"))
+    for out in (tmp_path / "out.txt", tmp_path / "out.jsonl"):
+        again = FakeEngine(_translator)
+        s = translate_file(again, items, out)
+        assert (s.translated, s.resumed, again.calls) == (2, 3, 2)
+        hyps = (out.read_text().splitlines() if out.suffix == ".txt"
+                else [json.loads(x)["hyp"] for x in out.read_text().splitlines()])
+        assert hyps == [f"T({it.src})" for it in items]  # aligned with the input as it is now
+    recs = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in recs] == ["1", "2", "3", "4", "5"]
+
+
+def test_other_settings_translate_again(fake, tmp_path):
+    items = list(read_items(_lines(tmp_path, 2), "en", "de"))
+    out = tmp_path / "out.txt"
+    translate_file(fake, items, out)
+    again = FakeEngine(_translator)
+    assert translate_file(again, items, out, refine="shorter").translated == 2 and again.calls == 4
+    assert out.read_text() == "formal(T(sentence 1))\nformal(T(sentence 2))\n"
+    again = FakeEngine(_translator)
+    assert translate_file(again, items, out, config=GenerationConfig(max_new_tokens=99)).translated == 2
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_sigkill_mid_run_then_resume_is_complete_and_aligned(tmp_path, suffix):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bayling.serve.app import create_app
+    from bayling.serve.background import BackgroundServer
+
+    src, out = tmp_path / "in.txt", tmp_path / f"out{suffix}"
+    src.write_text("".join(f"sentence {i}\n" for i in range(1, 21)))
+    partial = tmp_path / f"out{suffix}.partial.jsonl"
+    with BackgroundServer(create_app(FakeEngine(_translator, token_latency=0.05), model_name="fake")) as server:
+        cmd = [sys.executable, "-m", "bayling.cli", "translate", str(src), "-s", "en", "-t", "de", "--backend", "openai",
+               "--base-url", server.url + "/v1", "--model", "fake", "--out", str(out), "--batch-size", "1",
+               "--no-progress"]
+        env = {**os.environ, "OPENAI_API_KEY": "none"}
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while (not partial.exists() or len(partial.read_bytes().splitlines()) < 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        run.send_signal(signal.SIGKILL)
+        run.communicate()
+        assert run.returncode == -signal.SIGKILL and not out.exists()  # killed mid-run, before the end
+        done_before = partial.read_bytes().count(b"\n")  # whole records only
+        assert 3 <= done_before < 20
+        with open(partial, "ab") as f:
+            f.write(b'{"id": "9", "src": "sentence 9", "hy')  # a record cut by the kill
+        lines = src.read_text().splitlines()
+        src.write_text("\n".join(lines[:1] + ["new line"] + lines[1:]) + "\n")  # the input changed meanwhile
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"{21 - done_before} translated, {done_before} already done" in r.stderr
+    want = [f"T({x})" for x in src.read_text().splitlines()]
+    if suffix == ".txt":
+        assert out.read_text().splitlines() == want
+    else:
+        recs = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [r["id"] for r in recs] == [str(i) for i in range(1, 22)] and [r["hyp"] for r in recs] == want
+    assert not partial.exists()
+
+
 def test_constraints_get_a_second_turn_and_are_scored(fake, tmp_path):
     items = list(read_items(_lines(tmp_path, 2), "en", "de", constraints=["Satz"]))
     [rec, _] = translate_batch(fake, items)

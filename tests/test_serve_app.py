@@ -89,8 +89,8 @@ def test_api_key_is_required(tiny_server, client):
     for key in (None, "wrong"):
         r = _post(tiny_server, "/v1/chat/completions", {"messages": HI}, key=key)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-    r = _post(tiny_server, "/v1/chat/completions", b"{not json", key=None)
-    assert r.status_code == 401  # the key is checked before anything else
+    r = _post(tiny_server, "/v1/chat/completions", {"messages": []}, key=None)
+    assert r.status_code == 401  # the key is checked before the request is validated
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=tiny_server.url + "/v1", api_key="wrong", max_retries=0).models.list()
 
@@ -183,6 +183,7 @@ def test_429_body_is_openai_style_and_the_client_sees_it():
             OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
                 model="fake", messages=[{"role": "user", "content": "hi"}])
         assert err.value.body["code"] == "queue_full"
+        assert err.value.response.headers["Retry-After"] == "1"
         blocker.join()
 
 
@@ -245,3 +246,122 @@ def test_serve_the_embedded_model():
         chunks = list(client.chat.completions.create(model="gemma3-270m", max_tokens=8, stream=True,
                                                      messages=[{"role": "user", "content": "Say hello."}]))
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+# Reliability: defects found by probing (issue 13).
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    with BackgroundServer(create_app(FakeEngine(), api_key=KEY, cors_origins=["https://ok.example"])) as server:
+        yield server
+
+
+SURROGATE = [
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "x \\ud800"}]}'),
+    ("/v1/chat/completions", '{"stream": true, "messages": [{"role": "user", "content": "x \\ud800"}]}'),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}'),
+    ("/v1/completions", '{"prompt": "x \\ud800"}'),
+    ("/v1/completions", '{"stream": true, "prompt": ["x \\ud800"]}'),
+    ("/v1/translate", '{"text": "x \\ud800", "src_lang": "en", "tgt_lang": "de"}'),
+]
+
+
+@pytest.mark.parametrize("path,raw", SURROGATE, ids=[str(i) for i in range(len(SURROGATE))])
+def test_a_lone_surrogate_is_a_400_not_a_crash(fake_server, path, raw):
+    r = _post(fake_server, path, raw)
+    assert r.status_code == 400, r.text
+    assert "surrogate" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("how", ["mount", "root_path"])
+def test_the_api_key_holds_under_a_mount(how):
+    from fastapi.testclient import TestClient
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = create_app(FakeEngine(), api_key=KEY)
+    outer = Starlette(routes=[Mount("/api", app)]) if how == "mount" else app
+    with TestClient(outer, root_path="/api" if how == "root_path" else "") as http:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        r = http.post("/api/v1/chat/completions", json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+        assert http.get("/api/v1/models").status_code == 401
+        r = http.post("/api/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "You said: hi"
+
+
+def _wait_for(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_translate_is_cancelled_when_its_client_leaves():
+    slow = FakeEngine(token_latency=0.05)
+    with BackgroundServer(create_app(slow)) as server:
+        body = {"text": "w " * 200, "src_lang": "en", "tgt_lang": "de", "max_tokens": 200}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.url + "/v1/translate", json=body, timeout=0.5)
+        assert _wait_for(lambda: slow.cancelled == 1)  # stopped long before its 10 s of words
+        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
+
+
+def test_departed_clients_leave_the_queue_at_once():
+    slow = FakeEngine(token_latency=0.05)
+    with BackgroundServer(create_app(slow, limits=Limits(max_concurrent=1, max_waiting=4))) as server:
+        body = {"messages": [{"role": "user", "content": "w " * 60}], "max_tokens": 60}  # 3 s each
+
+        def leave_after(seconds: float) -> None:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(server.url + "/v1/chat/completions", json=body, timeout=seconds)
+
+        blocker = threading.Thread(target=leave_after, args=(1.5,))
+        blocker.start()
+        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 1)
+        queued = [threading.Thread(target=leave_after, args=(0.3,)) for _ in range(4)]
+        for t in queued:
+            t.start()
+        for t in queued:
+            t.join()
+        # The four left while in line: their places are free while the first generation still runs.
+        health = httpx.get(server.url + "/health").json()
+        assert (health["running"], health["waiting"]) == (1, 0)
+        blocker.join()
+        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
+        assert slow.calls == 1  # the departed four were never started
+
+
+def test_http_details(fake_server):
+    assert httpx.head(fake_server.url + "/health").status_code == 200
+    # A JSON-only API: a text/plain "simple" POST (what any web page may send cross-origin) starts nothing.
+    r = httpx.post(fake_server.url + "/v1/chat/completions", content=json.dumps({"messages": HI}),
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    r = httpx.post(fake_server.url + "/v1/chat/completions", json={"messages": HI},
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+    for body in ({"text": " \n ", "src_lang": "en", "tgt_lang": "de"},
+                 {"text": "Hello", "src_lang": "en", "tgt_lang": "de", "constraints": ["Hallo", " "]},
+                 {"text": "Hello", "src_lang": "en", "tgt_lang": "de", "constraints": [""]}):
+        r = _post(fake_server, "/v1/translate", body)
+        assert r.status_code == 400 and r.json()["error"]["param"] in ("text", "constraints"), r.text
+
+
+def test_cors_allows_only_the_pages_named(fake_server):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    ok = httpx.options(fake_server.url + "/v1/chat/completions", headers={"Origin": "https://ok.example", **preflight})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://ok.example"
+    other = httpx.options(fake_server.url + "/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_openapi_documents_the_errors_the_server_gives(fake_server):
+    schema = httpx.get(fake_server.url + "/openapi.json").json()
+    posts = {path: ops["post"] for path, ops in schema["paths"].items() if "post" in ops}
+    assert set(posts) == {"/v1/chat/completions", "/v1/completions", "/v1/translate"}
+    for path, op in posts.items():
+        assert "422" not in op["responses"] and {"400", "401", "413", "415", "429"} <= set(op["responses"]), path
+    assert "HTTPValidationError" not in schema["components"]["schemas"]

@@ -1,4 +1,4 @@
-"""Fuzz: random JSON at the generation endpoints never gets a 5xx (nor hangs)."""
+"""Fuzz: random JSON, and requests generated from the OpenAPI schema, never get a 5xx (nor hang)."""
 
 from __future__ import annotations
 
@@ -50,13 +50,14 @@ def http(tiny_model_dir):
         yield client
 
 
-def _check(http, path: str, body) -> None:
+def _check(http, path: str, body):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     r = http.post(path, content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code < 500, (path, body, r.status_code, r.text)
     if r.status_code >= 400:
         err = r.json()["error"]
         assert isinstance(err["message"], str) and err["message"]
+    return r
 
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -78,3 +79,43 @@ def test_fuzz_completions(http, body):
 @given(raw=st.binary(max_size=60))
 def test_fuzz_raw_bytes(http, raw):
     _check(http, "/v1/chat/completions", raw)
+
+
+# Requests generated from the server's own OpenAPI schema (hypothesis-jsonschema): every documented
+# body shape, valid and edge-valued, reaches the routes; none may get a 5xx or an undocumented status.
+
+
+@pytest.fixture(scope="module")
+def fake_http():
+    from fastapi.testclient import TestClient
+
+    from bayling.infer.fake import FakeEngine
+
+    app = create_app(FakeEngine(), limits=Limits(max_tokens=8, default_max_tokens=8, max_prompt_tokens=64))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _schema_posts() -> list[tuple[str, dict, set[str]]]:
+    from bayling.infer.fake import FakeEngine
+
+    spec = create_app(FakeEngine()).openapi()
+    posts = []
+    for path, ops in spec["paths"].items():
+        if "post" in ops:
+            body = ops["post"]["requestBody"]["content"]["application/json"]["schema"]
+            posts.append((path, {**body, "components": spec["components"]}, set(ops["post"]["responses"])))
+    return posts
+
+
+@pytest.mark.parametrize("path,schema,documented", _schema_posts(), ids=lambda x: x if isinstance(x, str) else "")
+def test_fuzz_from_the_openapi_schema(fake_http, path, schema, documented):
+    from_schema = pytest.importorskip("hypothesis_jsonschema").from_schema  # in the [test] extra
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=from_schema(schema))
+    def check(body):
+        r = _check(fake_http, path, body)
+        assert str(r.status_code) in documented, (path, body, r.status_code, r.text)
+
+    check()

@@ -70,6 +70,25 @@ def test_bad_records_are_counted_not_fatal(tiny_tokenizer, tmp_path):
                              "longer than max_len": 1}
 
 
+def test_bad_record_errors_say_file_line_and_what_is_wrong(tiny_tokenizer, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    lines = [
+        {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
+        {"messages": "hello"},
+        {"conversations": "hello"},
+        {"messages": [{"role": "robot", "content": "a"}, {"role": "assistant", "content": "b"}]},
+    ]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    errors = []
+    _, stats = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 64,
+                                      on_error=lambda origin, err: errors.append(str(err)))
+    assert errors == [f"{path}:1: message 0: content must be a string, not int",
+                      f"{path}:2: 'messages' must be a list of objects, not str",
+                      f"{path}:3: 'conversations' must be a list of objects, not str",
+                      f"{path}:4: message 0: unknown role 'robot' (use system, user, assistant)"]
+    assert stats.dropped == {"content must be a string": 1, "must be a list": 2, "unknown role": 1}
+
+
 def test_overlong_conversation_is_cut_at_a_turn_boundary(tiny_tokenizer, tmp_path):
     msgs = []
     for t in range(6):

@@ -8,7 +8,8 @@ Hygiene rules, applied by every reader:
   - CRLF line endings become plain line ends;
   - a blank (empty or whitespace-only) line is an error naming file:line, because it usually
     means a sentence was lost or split; with `allow_blank=True` such pairs are skipped instead;
-  - parallel files must have the same number of lines; the error names every file and count.
+  - parallel files must have the same number of lines; the error names every file and count;
+  - an empty file (no lines) and an unreadable one (a broken .gz) are errors naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,25 +88,35 @@ class LineFile:
         except OSError as e:
             raise CorpusError(f"{self.path}: cannot open: {e.strerror or e}") from None
         with f:
-            if f.peek(3)[:3] == _BOM:
-                f.read(3)
-            check_blank = not self.allow_blank
-            for raw in f:
-                self.n += 1
-                try:
-                    text = raw.rstrip(b"\r\n").decode("utf-8")
-                except UnicodeDecodeError as e:
-                    bad = raw[max(0, e.start - 12) : e.end + 12]
-                    raise CorpusError(
-                        f"{self.path}:{self.n}: invalid UTF-8 ({e.reason} at byte {e.start} of the line, near {bad!r})"
-                    ) from None
-                if check_blank and (not text or text.isspace()):
-                    raise CorpusError(
-                        f"{self.path}:{self.n}: blank line (breaks sentence alignment; "
-                        "fix the file or pass allow_blank=True to skip such pairs)"
-                    )
-                yield text
-            self._eof = True
+            try:
+                yield from self._lines(f)
+            except (OSError, EOFError, zlib.error) as e:  # a broken or truncated .gz, a failing disk
+                where = f"{self.path}:{self.n + 1}" if self.n else str(self.path)
+                kind = "gzip file" if self.path.suffix == ".gz" else "file"
+                raise CorpusError(f"{where}: cannot read this {kind}: {e}") from None
+        if self.n == 0:
+            raise CorpusError(f"{self.path}: empty file (no lines); nothing to read")
+
+    def _lines(self, f: IO[bytes]) -> Iterator[str]:
+        if f.peek(3)[:3] == _BOM:
+            f.read(3)
+        check_blank = not self.allow_blank
+        for raw in f:
+            self.n += 1
+            try:
+                text = raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = raw[max(0, e.start - 12) : e.end + 12]
+                raise CorpusError(
+                    f"{self.path}:{self.n}: invalid UTF-8 ({e.reason} at byte {e.start} of the line, near {bad!r})"
+                ) from None
+            if check_blank and (not text or text.isspace()):
+                raise CorpusError(
+                    f"{self.path}:{self.n}: blank line (breaks sentence alignment; "
+                    "fix the file or pass allow_blank=True to skip such pairs)"
+                )
+            yield text
+        self._eof = True
 
     def count_rest(self) -> int:
         """Number of lines after the current one, counted in 1 MiB chunks."""

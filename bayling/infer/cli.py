@@ -78,7 +78,8 @@ def chat_command(
 def translate_command(
     input: str = typer.Argument(..., help="A file of lines, .tsv (source[, reference]), .jsonl ({\"src\": ...}) or a FLORES-200 folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output: .jsonl for records, else one translation per line. "
-                                       "Resumable: a rerun skips finished lines. [default: stdout]"),
+                                       "Resumable: a rerun reuses the translations of unchanged lines (matched by text and settings, never by position; "
+                                       "a text output keeps its records in OUT.records.jsonl). [default: stdout]"),
     src_lang: Optional[str] = typer.Option(None, "--src-lang", "-s", help="Source language: any name or code (en, German, 中文, zho_Hans)."),
     tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t", help="Target language, likewise."),
     model: Optional[str] = MODEL,

@@ -1,17 +1,23 @@
 """Batch translation: lines, TSV, JSONL or a FLORES folder in; translations out; resumable.
 
 Each input line becomes an `Item` with a stable id. Finished records are appended (and fsynced)
-to `<out>.partial.jsonl` batch by batch; a rerun reads them back and skips those ids. At the end
-the output is written whole, in input order, and atomically replaced — so it is never half
-written and never holds a line twice. Terms that must appear (`constraints`) and a refinement
+to `<out>.partial.jsonl` batch by batch. Every record carries a `resume_key`, a hash of what
+made it (source text, languages, terms, prompt mode, generation settings, model), and a rerun
+reuses a record only for an item with the same key: resuming matches by content, never by
+position, so an edited input is translated again exactly where it changed. At the end the output
+is written whole, in input order, and atomically replaced — so it is never half written and never
+holds a line twice. A plain-text output cannot carry the keys: its records are kept beside it in
+`<out>.records.jsonl`. Terms that must appear (`constraints`) and a refinement
 request (`refine`) become further chat turns on each result, as in interactive translation.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+import threading
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -34,6 +40,7 @@ __all__ = [
     "default_prompt_mode",
     "first_turn",
     "read_items",
+    "resume_key",
     "translate_batch",
     "translate_file",
     "translate_text",
@@ -162,9 +169,23 @@ def first_turn(item: Item) -> dict:
 
 def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat",
                     config: GenerationConfig = GenerationConfig(), refine: str | None = None,
-                    shots: int = 3) -> list[dict]:
+                    shots: int = 3, cancel: threading.Event | None = None) -> list[dict]:
     """One record per item: id, src, hyp, languages, ref, messages (the chat it took) and, when
-    asked, draft (before refinement) and constraints_met."""
+    asked, draft (before refinement) and constraints_met.
+
+    With `cancel`, generation streams one item at a time and stops soon after it is set (a server
+    whose client left); the records are then incomplete.
+    """
+    def chat(convs: list[list[dict]], cfg: GenerationConfig) -> list[str]:
+        if cancel is None:
+            return engine.chat(convs, cfg) if convs else []
+        return [engine.stream(c, cfg, cancel).text().strip() for c in convs]
+
+    def complete(prompts: list[str], cfg: GenerationConfig) -> list[str]:
+        if cancel is None:
+            return engine.complete(prompts, cfg) if prompts else []
+        return [engine.stream(p, cfg, cancel).text() for p in prompts]
+
     if mode not in PROMPT_MODES:
         raise TranslateError(f"unknown prompt mode {mode!r}; choose one of: {', '.join(PROMPT_MODES)}")
     live = [i for i, it in enumerate(items) if it.src.strip()]
@@ -176,9 +197,9 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
             for i in live
         ]
         cfg = replace(config, stop=tuple(dict.fromkeys(config.stop + FEW_SHOT_STOP)))
-        outs = [o.strip() for o in engine.complete(prompts, cfg)] if prompts else []
+        outs = [o.strip() for o in complete(prompts, cfg)]
     else:
-        outs = engine.chat([[first_turn(items[i])] for i in live], config) if live else []
+        outs = chat([[first_turn(items[i])] for i in live], config)
     for i, out in zip(live, outs):
         hyps[i] = out
     # An empty answer ends that chat: a turn with no content cannot be rendered again.
@@ -189,7 +210,7 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
         """One further turn on each chat in `asks` (index -> request); an empty reply changes nothing."""
         ids = [i for i in asks if hyps[i]]
         convs = [chats[i] + [{"role": "user", "content": asks[i]}] for i in ids]
-        for i, conv, out in zip(ids, convs, engine.chat(convs, config) if convs else []):
+        for i, conv, out in zip(ids, convs, chat(convs, config)):
             if out:
                 chats[i] = conv + [{"role": "assistant", "content": out}]
                 hyps[i] = out
@@ -220,37 +241,47 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
     return records
 
 
-def _read_partial(path: Path) -> dict[str, dict]:
+def _read_partial(path: Path) -> list[dict]:
     """Records from a progress file; a last line cut by a kill is dropped (and cut off the file)."""
     if not path.exists():
-        return {}
+        return []
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
         with open(path, "r+b") as f:
             f.truncate(end)
-    done = {}
-    for line in data[:end].decode("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "id" in rec:
-            done[rec["id"]] = rec
-    return done
+    return [r for r in (_json_or_none(x) for x in data[:end].decode("utf-8").splitlines()) if isinstance(r, dict)]
 
 
-def _read_final(out: Path, items: Sequence[Item], jsonl: bool) -> dict[str, dict]:
-    """Records of a finished earlier run (its output file), so a rerun redoes nothing."""
-    if not out.exists():
-        return {}
-    text = out.read_text(encoding="utf-8")
-    if jsonl:
-        return {r["id"]: r for r in (json.loads(x) for x in text.splitlines() if x.strip()) if "id" in r}
-    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
-    if len(lines) > len(items):
-        return {}
-    return {it.id: {"id": it.id, "src": it.src, "hyp": h} for it, h in zip(items, lines)}
+def _read_final(records: Path) -> list[dict]:
+    """Records of a finished earlier run (the .jsonl output, or the records kept beside a text output)."""
+    if not records.exists():
+        return []
+    lines = records.read_text(encoding="utf-8").splitlines()
+    return [r for r in (_json_or_none(x) for x in lines) if isinstance(r, dict)]
+
+
+def _json_or_none(line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def resume_key(item: Item, engine: Engine, mode: str, config: GenerationConfig, refine: str | None) -> str:
+    """What a translation depends on, hashed: a record is reused only for an item with the same key."""
+    made_of = [item.src, item.src_lang, item.tgt_lang, list(item.constraints), engine.name, mode, asdict(config), refine]
+    return hashlib.blake2b(json.dumps(made_of, ensure_ascii=False).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _as_item(rec: dict, item: Item) -> dict:
+    """An earlier record for the same content, under this item's id and reference."""
+    rec = {**rec, "id": item.id}
+    if item.ref is not None:
+        rec["ref"] = item.ref
+    else:
+        rec.pop("ref", None)
+    return rec
 
 
 def _one_line(text: str) -> str:
@@ -288,7 +319,8 @@ def translate_file(
     on_progress: Callable[[int, int], None] | None = None,
     emit: Callable[[dict], None] | None = None,
 ) -> TranslateSummary:
-    """Translate `items` into `out` (.jsonl: records; anything else: one translation per line).
+    """Translate `items` into `out` (.jsonl: records; anything else: one translation per line, with
+    the records in `<out>.records.jsonl`), reusing the records of earlier runs whose `resume_key` matches.
 
     With out=None every record goes to `emit` as soon as its batch is done (no resuming).
     `on_progress(done, total)` is called after each batch.
@@ -300,16 +332,19 @@ def translate_file(
         raise TranslateError(f"input ids must be unique; {dup!r} appears more than once")
     summary = TranslateSummary(total=len(items), out=str(out) if out else None)
     jsonl = out is not None and str(out).endswith(".jsonl")
+    keys = {it.id: resume_key(it, engine, mode, config, refine) for it in items}
     done: dict[str, dict] = {}
-    partial = None
+    partial = records = None
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial.jsonl")
-        done = {**_read_final(out, items, jsonl), **_read_partial(partial)}
-        # A record counts only if it is for the same source text (the input may have changed).
-        by_id = {it.id: it for it in items}
-        done = {k: r for k, r in done.items() if k in by_id and r.get("src") == by_id[k].src}
+        records = out if jsonl else out.with_name(out.name + ".records.jsonl")
+        # By content, not position: an input line edited, inserted or moved finds only its own translation.
+        earlier = {r["resume_key"]: r for r in _read_final(records) + _read_partial(partial) if "resume_key" in r}
+        for it in items:
+            if keys[it.id] in earlier:
+                done[it.id] = _as_item(earlier[keys[it.id]], it)
     todo = [it for it in items if it.id not in done]
     summary.resumed = len(items) - len(todo)
     if on_progress:
@@ -318,8 +353,8 @@ def translate_file(
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            records = translate_batch(engine, batch, mode=mode, config=config, refine=refine)
-            for rec in records:
+            for rec in translate_batch(engine, batch, mode=mode, config=config, refine=refine):
+                rec["resume_key"] = keys[rec["id"]]
                 done[rec["id"]] = rec
                 if sink is not None:
                     sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -336,9 +371,8 @@ def translate_file(
             sink.close()
     if out is not None:
         ordered = [done[i] for i in ids]
-        if jsonl:
-            _write_atomic(out, (json.dumps(r, ensure_ascii=False) for r in ordered))
-        else:
+        _write_atomic(records, (json.dumps(r, ensure_ascii=False) for r in ordered))
+        if not jsonl:
             _write_atomic(out, (_one_line(r["hyp"]) for r in ordered))
         partial.unlink(missing_ok=True)
     scored = [r["constraints_met"] for r in done.values() if "constraints_met" in r]
@@ -348,10 +382,11 @@ def translate_file(
 
 
 def translate_text(engine: Engine, text: str, src_lang: str, tgt_lang: str, *, mode: str = "chat",
-                   config: GenerationConfig = GenerationConfig(), constraints: Sequence[str] = ()) -> dict:
+                   config: GenerationConfig = GenerationConfig(), constraints: Sequence[str] = (),
+                   cancel: threading.Event | None = None) -> dict:
     """One translation with the chat it took (for the web page, which refines it further)."""
     item = Item("0", text, _code(src_lang, "src", "request"), _code(tgt_lang, "tgt", "request"),
                 constraints=tuple(constraints))
-    rec = translate_batch(engine, [item], mode=mode, config=config)[0]
+    rec = translate_batch(engine, [item], mode=mode, config=config, cancel=cancel)[0]
     return {k: rec[k] for k in ("hyp", "src_lang", "tgt_lang", "messages", "constraints_met") if k in rec}
 

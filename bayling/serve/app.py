@@ -3,8 +3,9 @@
 Generation is blocking CPU/GPU work: it runs in a thread pool sized to the concurrency limit and
 reaches the event loop through a queue, so the loop never blocks. A `Gate` admits at most
 `max_concurrent` generations and lets `max_waiting` more queue; beyond that a request gets 429
-at once (memory stays bounded). A client that disconnects cancels its generation. Every error is
-an OpenAI-style body: {"error": {"message", "type", "param", "code"}}.
+at once (memory stays bounded). A client that disconnects leaves the queue at once, or cancels its
+generation. The API key is a dependency of the /v1 routes, so it holds under any mount or root path.
+Every error is an OpenAI-style body: {"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib import resources
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +34,7 @@ from bayling.infer.engine import Engine, GenerationConfig
 from bayling.serve.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
+    ErrorResponse,
     TranslateRequest,
     chat_chunk,
     chat_response,
@@ -58,12 +61,13 @@ class Limits:
 
 class OpenAIError(Exception):
     def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.type, self.param, self.code)
+        return error_response(self.status, self.message, self.type, self.param, self.code, self.headers)
 
 
 def error_response(status: int, message: str, type: str = "invalid_request_error",
@@ -92,7 +96,7 @@ class Gate:
             return
         if self.waiting >= self.max_waiting:
             raise OpenAIError(429, f"the server is busy ({self.running} running, {self.waiting} waiting); retry later",
-                              "rate_limit_error", code="queue_full")
+                              "rate_limit_error", code="queue_full", headers={"Retry-After": "1"})
         fut = asyncio.get_running_loop().create_future()
         self._line.append(fut)
         try:
@@ -113,35 +117,32 @@ class Gate:
         self.running -= 1
 
 
+def _is_json(content_type: bytes) -> bool:
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
+
+
 class _Guard:
-    """ASGI middleware: API key first (401), then the request size (413), before any parsing."""
+    """ASGI middleware on bodies, before any parsing: JSON only (415), then the size (413).
 
-    def __init__(self, app, api_key: str | None, max_bytes: int):
-        self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
+    JSON only, so that a web page's cross-origin "simple" POST (text/plain, forms) cannot start a generation.
+    """
 
-    def _authorised(self, scope) -> bool:
-        path = scope.get("path", "")
-        if not self.api_key or not path.startswith("/v1/") or path == "/v1/languages":
-            return True
-        headers = dict(scope.get("headers") or [])
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = auth.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        if not self._authorised(scope):
-            resp = error_response(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                  "invalid_request_error", code="invalid_api_key",
-                                  headers={"WWW-Authenticate": "Bearer"})
+        headers = dict(scope.get("headers") or [])
+        if not _is_json(headers.get(b"content-type", b"")):
+            resp = error_response(415, "send the request body as JSON with 'Content-Type: application/json'",
+                                  code="unsupported_media_type")
             return await resp(scope, receive, send)
-        if scope.get("method") not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
+
         def too_big():
             return error_response(413, f"request body larger than {self.max_bytes} bytes", code="request_too_large")
 
-        headers = dict(scope.get("headers") or [])
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
@@ -161,10 +162,6 @@ class _Guard:
                 break
         body = b"".join(chunks)
         replayed = False
-        if not headers.get(b"content-type", b"").startswith(b"application/json"):
-            # A JSON-only API: read the body as JSON whatever the client labelled it (curl -d).
-            headers[b"content-type"] = b"application/json"
-            scope = {**scope, "headers": list(headers.items())}
 
         async def replay():
             nonlocal replayed
@@ -190,6 +187,20 @@ class _GatedStream(StreamingResponse):
             self._on_close()
 
 
+class _Gone(Exception):
+    """The client disconnected: whatever it asked for is abandoned."""
+
+
+_ERRORS: dict = {status: {"model": ErrorResponse, "description": what} for status, what in (
+    (400, "Invalid request (bad JSON, a field out of range, a prompt too long)"),
+    (401, "Missing or wrong API key"),
+    (404, "No such model"),
+    (413, "Request body too large"),
+    (415, "The body is not application/json"),
+    (429, "Queue full; retry after Retry-After seconds"),
+)}
+
+
 def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
@@ -213,8 +224,12 @@ def create_app(
     limits: Limits = Limits(),
     model_name: str | None = None,
     translate_mode: str = "chat",
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """The server for one engine. `model_name` is what /v1/models lists and requests must name."""
+    """The server for one engine. `model_name` is what /v1/models lists and requests must name.
+
+    `cors_origins`: web pages (e.g. "https://example.org") whose scripts may call the API.
+    """
     name = model_name or engine.name
     gate = Gate(limits.max_concurrent, limits.max_waiting)
     # One worker per generation slot, plus one for the quick jobs (prompt checks).
@@ -228,7 +243,34 @@ def create_app(
     app = FastAPI(title="BayLing", version="1", description="OpenAI-compatible API over a BayLing engine",
                   lifespan=lifespan)
     app.state.engine, app.state.gate, app.state.limits, app.state.model_name = engine, gate, limits, name
-    app.add_middleware(_Guard, api_key=api_key, max_bytes=limits.max_request_bytes)
+    app.add_middleware(_Guard, max_bytes=limits.max_request_bytes)
+    if cors_origins:  # outermost, so that errors from the guard carry the CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        """The schema as the server answers: errors are 400 (never FastAPI's 422) in the OpenAI body."""
+        schema = default_openapi()
+        for ops in schema["paths"].values():
+            for op in ops.values():
+                op.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return schema
+
+    app.openapi = openapi
+
+    async def require_key(request: Request) -> None:
+        if not api_key:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise OpenAIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    # On the routes themselves, so the key holds whatever prefix the app is mounted under.
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=_ERRORS)
 
     @app.exception_handler(OpenAIError)
     async def _openai_error(request: Request, exc: OpenAIError):
@@ -238,6 +280,10 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError):
         message, param = _message_of(exc)
         return error_response(400, message, param=param)
+
+    @app.exception_handler(_Gone)
+    async def _gone(request: Request, exc: _Gone):
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -300,60 +346,84 @@ def create_app(
     async def in_pool(fn, *args):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
+    async def admit(gone: asyncio.Future) -> None:
+        """Take a generation slot, waiting in line; a client that leaves meanwhile leaves the line (_Gone)."""
+        entering = asyncio.ensure_future(gate.enter())
+        await asyncio.wait({entering, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if entering.done():
+            return entering.result()  # admitted, or 429
+        entering.cancel()
+        try:
+            await entering
+        except asyncio.CancelledError:
+            raise _Gone from None
+        gate.leave()  # admitted just as the client left
+        raise _Gone
+
+    async def until_gone(fn, gone: asyncio.Future, cancel: threading.Event):
+        """fn() in the pool; if the client leaves first, set `cancel`, wait for fn to stop and raise _Gone."""
+        work = asyncio.ensure_future(in_pool(fn))
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            cancel.set()
+            await asyncio.wait({work})
+            raise _Gone
+        return work.result()
+
     async def generate(request: Request, target, config: GenerationConfig, kind: str, stream: bool,
                        include_usage: bool = False, echo: str = ""):
-        await gate.enter()
-        try:
-            # Short prompts are checked right here: a thread hop would cost more than tokenizing.
-            small = sum(len(m["content"]) for m in target) if isinstance(target, list) else len(target)
-            config = prepare(target, config) if small < 2048 else await in_pool(prepare, target, config)
-        except BaseException:
-            gate.leave()
-            raise
-        cancel = threading.Event()
-        if stream:
-            def closed() -> None:
-                cancel.set()
-                gate.leave()
-
-            body = _events(engine, target, config, cancel, kind, name, include_usage, echo, pool)
-            return _GatedStream(body, closed, media_type="text/event-stream",
-                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        def run():
-            s = engine.stream(target, config, cancel)
-            return s.text(), s
-
         gone = asyncio.ensure_future(_disconnected(request))
         try:
-            work = asyncio.ensure_future(in_pool(run))
-            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():  # the client left: stop generating
-                cancel.set()
-                await asyncio.wait({work})
-                return Response(status_code=499)
-            text, s = work.result()
-        except ChatFormatError as e:
-            raise OpenAIError(400, str(e), param="messages") from None
+            await admit(gone)
+            try:
+                # Short prompts are checked right here: a thread hop would cost more than tokenizing.
+                small = sum(len(m["content"]) for m in target) if isinstance(target, list) else len(target)
+                config = prepare(target, config) if small < 2048 else await in_pool(prepare, target, config)
+            except BaseException:
+                gate.leave()
+                raise
+            cancel = threading.Event()
+            if stream:
+                gone.cancel()  # from here the streaming response watches the client
+
+                def closed() -> None:
+                    cancel.set()
+                    gate.leave()
+
+                body = _events(engine, target, config, cancel, kind, name, include_usage, echo, pool)
+                return _GatedStream(body, closed, media_type="text/event-stream",
+                                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+            def run():
+                s = engine.stream(target, config, cancel)
+                return s.text(), s
+
+            try:
+                text, s = await until_gone(run, gone, cancel)
+            except ChatFormatError as e:
+                raise OpenAIError(400, str(e), param="messages") from None
+            finally:
+                gate.leave()
         finally:
             gone.cancel()
-            gate.leave()
         build = chat_response if kind == "chat" else completion_response
         return JSONResponse(build(name, echo + text, s.finish_reason or "stop", s.prompt_tokens, s.completion_tokens))
 
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)  # load balancers probe with HEAD
     async def health():
         return {"status": "ok", "model": name, "running": gate.running, "waiting": gate.waiting}
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     async def models():
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "bayling"}]}
 
-    @app.get("/v1/models/{model_id:path}")
+    @v1.get("/models/{model_id:path}")
     async def model(model_id: str):
         check_model(model_id)
         return {"id": name, "object": "model", "created": 0, "owned_by": "bayling"}
 
-    @app.post("/v1/chat/completions")
+    @v1.post("/chat/completions")
     async def chat_completions(req: ChatCompletionRequest, request: Request):
         check_model(req.model)
         config = sampling(req, req.max_completion_tokens or req.max_tokens, limits.default_max_tokens)
@@ -361,7 +431,7 @@ def create_app(
         usage = bool(req.stream_options and req.stream_options.include_usage)
         return await generate(request, messages, config, "chat", req.stream, usage)
 
-    @app.post("/v1/completions")
+    @v1.post("/completions")
     async def completions(req: CompletionRequest, request: Request):
         check_model(req.model)
         config = sampling(req, req.max_tokens, limits.default_completion_tokens)
@@ -369,13 +439,13 @@ def create_app(
         usage = bool(req.stream_options and req.stream_options.include_usage)
         return await generate(request, prompt, config, "text", req.stream, usage, prompt if req.echo else "")
 
-    @app.get("/v1/languages")
+    @app.get("/v1/languages")  # public: the web page lists languages before any key is typed
     async def languages():
         from bayling.languages import language_table
 
         return {"data": [{"code": r[0], "name": r[1], "native": r[2]} for r in language_table()]}
 
-    @app.post("/v1/translate")
+    @v1.post("/translate")
     async def translate(req: TranslateRequest, request: Request):
         """One translation plus the chat it took, which the web page then refines."""
         from bayling.infer.translate import translate_text
@@ -388,18 +458,25 @@ def create_app(
                 raise OpenAIError(400, str(e), param=field) from None
         config = sampling(req, req.max_tokens, limits.default_max_tokens)
         config = await in_pool(prepare, req.text, config)
-        await gate.enter()
+        cancel = threading.Event()
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            return await in_pool(lambda: translate_text(engine, req.text, req.src_lang, req.tgt_lang,
-                                                        mode=translate_mode, config=config,
-                                                        constraints=req.constraints))
+            await admit(gone)
+            try:
+                return await until_gone(lambda: translate_text(engine, req.text, req.src_lang, req.tgt_lang,
+                                                               mode=translate_mode, config=config,
+                                                               constraints=req.constraints, cancel=cancel),
+                                        gone, cancel)
+            finally:
+                gate.leave()
         finally:
-            gate.leave()
+            gone.cancel()
 
     @app.get("/", response_class=HTMLResponse)
     async def index():
         return HTMLResponse(resources.files("bayling.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
 
+    app.include_router(v1)
     return app
 
 

@@ -5,7 +5,7 @@ Mounted by bayling/cli.py: app.command("serve")(serve_command)
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -26,6 +26,9 @@ def serve_command(
     port: int = typer.Option(8765, help="Port to listen on."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BAYLING_API_KEY",
                                           help="Require 'Authorization: Bearer KEY' on /v1/* (401 without it)."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin",
+                                                    help="A web page origin (https://host[:port]) whose scripts may "
+                                                    "call the API; repeat for more. [default: none]"),
     served_model_name: Optional[str] = typer.Option(None, help="The model id clients see. [default: the --model name]"),
     max_concurrent: int = typer.Option(1, help="Generations running at once."),
     max_waiting: int = typer.Option(16, help="Requests queued beyond those; more get 429."),
@@ -46,6 +49,7 @@ def serve_command(
     limits = Limits(max_request_bytes=max_request_bytes, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                     default_max_tokens=min(512, max_tokens), max_concurrent=max_concurrent, max_waiting=max_waiting)
     app = create_app(engine, api_key=api_key, limits=limits, model_name=served_model_name,
-                     translate_mode=prompt or default_prompt_mode(model, adapter, backend))
+                     translate_mode=prompt or default_prompt_mode(model, adapter, backend),
+                     cors_origins=cors_origin or ())
     typer.echo(f"serving {served_model_name or engine.name} on http://{host}:{port}/ (OpenAI API at /v1)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 __all__ = [
     "ChatCompletionRequest",
@@ -26,20 +26,38 @@ __all__ = [
 ]
 
 
+def _unicode(value: Any) -> Any:
+    """Refuse a string (in lists and objects too) holding a lone UTF-16 surrogate, which JSON can carry
+    ("\\ud800") but no tokenizer or UTF-8 encoder accepts; other values are left to the type."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"not valid Unicode: a lone UTF-16 surrogate at character {e.start}") from None
+    elif isinstance(value, (list, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            _unicode(item)
+    return value
+
+
+# Checked before the type, so unions and length limits report this error at the field itself.
+Text = Annotated[str, BeforeValidator(_unicode)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class TextPart(_Request):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(_Request):
     # "developer" is the newer name for "system" in OpenAI's API.
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[TextPart], None] = None
-    name: Optional[str] = None
+    content: Annotated[Union[str, list[TextPart], None], BeforeValidator(_unicode)] = None
+    name: Optional[Text] = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -54,11 +72,11 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
-_Stop = Union[str, list[str], None]
+_Stop = Annotated[Union[str, list[str], None], BeforeValidator(_unicode)]
 
 
 class _Sampling(_Request):
-    model: Optional[str] = None
+    model: Optional[Text] = None
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: Optional[float] = Field(None, gt=0, le=1, allow_inf_nan=False)
@@ -99,7 +117,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str]]
+    prompt: Annotated[Union[str, list[str]], BeforeValidator(_unicode)]
     echo: bool = False
     suffix: Optional[str] = None
     logprobs: Optional[int] = None
@@ -123,12 +141,26 @@ class CompletionRequest(_Sampling):
 
 
 class TranslateRequest(_Request):
-    text: str = Field(..., min_length=1)
-    src_lang: str = Field(..., min_length=1, max_length=100)
-    tgt_lang: str = Field(..., min_length=1, max_length=100)
-    constraints: list[str] = Field(default_factory=list, max_length=20)
+    text: Text = Field(..., min_length=1)
+    src_lang: Text = Field(..., min_length=1, max_length=100)
+    tgt_lang: Text = Field(..., min_length=1, max_length=100)
+    constraints: Annotated[list[str], BeforeValidator(_unicode)] = Field(default_factory=list, max_length=20)
     max_tokens: Optional[int] = Field(None, ge=1)
     temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the text to translate is blank")
+        return v
+
+    @field_validator("constraints")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        if any(not t.strip() for t in v):
+            raise ValueError("constraint terms must not be blank")
+        return v
 
 
 class ErrorBody(BaseModel):

@@ -49,6 +49,10 @@ class Stats:
 
 def to_messages(record: dict) -> list[dict]:
     """One record in any supported layout -> OpenAI-style messages (not yet validated)."""
+    for key in ("messages", "conversations"):
+        turns = record.get(key)
+        if key in record and not (isinstance(turns, list) and all(isinstance(t, dict) for t in turns)):
+            raise ChatFormatError(f"{key!r} must be a list of objects, not {type(turns).__name__}")
     if "messages" in record:
         return [{"role": m.get("role"), "content": m.get("content"), **({"weight": m["weight"]} if "weight" in m else {})}
                 for m in record["messages"]]
@@ -97,8 +101,8 @@ def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exc
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    for key in ("unknown role", "empty content", "weight", "no messages", "only come first", "needs 'role'",
-                "JSON", "no 'messages'"):  # "invalid JSON" and "expected a JSON object" both count as JSON
+    for key in ("unknown role", "empty content", "content must be a string", "must be a list", "weight",
+                "no messages", "only come first", "needs 'role'", "JSON", "no 'messages'"):  # "invalid JSON" and "expected a JSON object" both count as JSON
         if key in text:
             return key.replace("'", "")
     return "unreadable"
@@ -133,6 +137,7 @@ def tokenize_conversations(
         try:
             validate_messages(messages)
         except ChatFormatError as err:
+            err = ChatFormatError(f"{origin}: {err}")
             stats.dropped[_reason(err)] += 1
             if on_error:
                 on_error(origin, err)
