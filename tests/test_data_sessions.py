@@ -15,11 +15,11 @@ import bayling
 from bayling.corpus import read_flores_multiway
 from bayling.data.build import BuildConfig, build_conversations, parse_shard, plan_conversations
 from bayling.data.cli import app
-from bayling.data.grounding import corrupt, pick_terms, preserved_items
+from bayling.data.grounding import change_number, corrupt, drop_terms, pick_terms, preserved_items
 from bayling.data.names import INSTRUCTION_LANGS, language_name
 from bayling.data.records import Unit
 from bayling.data.sampling import LanguageSampler, language_weights
-from bayling.data.sessions import REFERENCE_FOLLOW_UPS, plan_session
+from bayling.data.sessions import REFERENCE_FOLLOW_UPS, REFINE_KINDS, plan_refine_session, plan_session
 from bayling.data.templates import PHRASES
 
 SAMPLE = Path(bayling.__file__).parent / "assets" / "sample"
@@ -33,7 +33,8 @@ def lines() -> dict[int, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    return list(build_conversations(BuildConfig(str(SAMPLE), per_line=4, seed=11, crosslingual=0.3)))
+    return list(build_conversations(BuildConfig(str(SAMPLE), per_line=4, seed=11, crosslingual=0.3, sessions="v1",
+                                                max_turns=5)))
 
 
 def _line_no(record: dict) -> int:
@@ -137,11 +138,16 @@ def test_teacher_plans_cover_every_kind_and_leave_answers_open():
 def test_bilingual_corpus_keeps_its_direction(tmp_path):
     (tmp_path / "a.en").write_text("The cat sleeps on the warm windowsill.\nIt rained all day in the city.\n")
     (tmp_path / "a.de").write_text("Die Katze schläft auf der warmen Fensterbank.\nEs regnete den ganzen Tag in der Stadt.\n")
-    recs = list(build_conversations(BuildConfig(f"{tmp_path}/a.en,{tmp_path}/a.de", per_line=5, crosslingual=0.5)))
+    corpus = f"{tmp_path}/a.en,{tmp_path}/a.de"
+    recs = list(build_conversations(BuildConfig(corpus, per_line=5, crosslingual=0.5, sessions="v1")))
     assert len(recs) == 10
     for r in recs:
         assert (r["meta"]["src_lang"], r["meta"]["tgt_lang"]) == ("eng_Latn", "deu_Latn")
         assert "third_language" not in r["meta"]["kinds"] and r["meta"]["task"] == "session"
+    # Refine sessions read a parallel pair either way (balance into and out of English).
+    recs = list(build_conversations(BuildConfig(corpus, per_line=20, multi_turn=0.0)))
+    assert {(r["meta"]["src_lang"], r["meta"]["tgt_lang"]) for r in recs} == {("eng_Latn", "deu_Latn"),
+                                                                              ("deu_Latn", "eng_Latn")}
 
 
 def test_plan_session_is_a_pure_function_of_its_rng(lines):
@@ -213,3 +219,71 @@ def test_crosslingual_reaches_many_flores_languages():
     cfg = BuildConfig(str(FLORES), limit=150, crosslingual=1.0, seed=1)
     langs = Counter(lang for r in build_conversations(cfg) for lang in (r["meta"]["src_lang"], r["meta"]["tgt_lang"]))
     assert len(langs) > 120
+
+
+# --- Draft-then-refine sessions (the default) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refine_records() -> list[dict]:
+    return list(build_conversations(BuildConfig(str(SAMPLE), per_line=8, seed=5, multi_turn=0.6, crosslingual=0.0)))
+
+
+def test_refine_trains_only_fixes_of_real_flaws(refine_records, lines):
+    seen = Counter()
+    for r in refine_records:
+        meta, texts = r["meta"], lines[_line_no(r)]
+        src, ref = texts[meta["src_lang"]], texts[meta["tgt_lang"]]
+        answers = [m for m in r["messages"] if m["role"] == "assistant"]
+        users = [m["content"] for m in r["messages"] if m["role"] == "user"]
+        assert src in users[0] and len(answers) == len(meta["kinds"]) == len(meta["expect"])
+        for k, (kind, check, m) in enumerate(zip(meta["kinds"], meta["expect"], answers)):
+            seen[kind] += 1
+            earlier = [x["content"] for x in r["messages"][: r["messages"].index(m)]]
+            if m.get("weight", 1) == 0:  # only a first answer can be a draft, and it is never the reference
+                assert k == 0 and m["content"] != ref and meta["kinds"][1] in REFINE_KINDS
+                continue
+            assert not any(m["content"] in e for e in earlier), "a trained answer copies the conversation"
+            if kind == "third_language":
+                assert answers[k]["content"] == texts[check["lang"]] and check["lang"] not in (meta["src_lang"], meta["tgt_lang"])
+                continue
+            assert m["content"] == ref, kind
+        if answers[0].get("weight", 1) == 0:
+            draft, kind, check = answers[0]["content"], meta["kinds"][1], meta["expect"][1]
+            if kind == "terminology":
+                assert all(t in ref and t not in draft for t in check["terms"])
+            elif kind == "format":
+                assert check["terms"][0] in ref and check["terms"][0] in src and draft != ref
+            elif kind == "wrong_language":
+                assert draft in set(texts.values()) - {ref}
+    assert set(REFINE_KINDS) | {"translate", "third_language"} <= set(seen)
+
+
+def test_refine_sessions_are_mostly_single_turn_and_balanced(refine_records):
+    n = len(refine_records)
+    multi = sum(len(r["meta"]["kinds"]) > 1 for r in refine_records)
+    assert 0.3 * n < multi < 0.8 * n
+    into = sum(r["meta"]["tgt_lang"] == "eng_Latn" for r in refine_records)
+    out = sum(r["meta"]["src_lang"] == "eng_Latn" for r in refine_records)
+    assert 0.6 < into / out < 1.6
+
+
+def test_plan_refine_session_is_a_pure_function_of_its_rng(lines):
+    sampler = LanguageSampler(language_weights(lines[1]))
+    unit = Unit("x#0", "x", lines[5], None, lines[4])
+    plans = [plan_refine_session(unit, random.Random(s), sampler, multi_turn=1.0) for s in (3, 3, 4)]
+    assert plans[0] == plans[1] and plans[0] != plans[2]
+
+
+def test_draft_helpers_name_real_differences():
+    rng = random.Random(2)
+    ref = "Der Zug nach München fährt um 8:45 Uhr von Gleis 7 ab."
+    terms = ("München",)
+    assert drop_terms(ref, terms, "Latn") == "Der Zug nach fährt um 8:45 Uhr von Gleis 7 ab."
+    zh = "科学家警告说，气候变化正使南欧的热浪持续时间更长。"
+    words = pick_terms(zh, "Hans", rng)
+    assert words and all(w in zh for w in words) and drop_terms(zh, words, "Hans") is not None
+    assert all(w not in "科学家警告说" for w in pick_terms(zh, "Hans", rng, absent_from="科学家警告说"))
+    draft, number = change_number(ref, "The train to Munich leaves at 8:45 from platform 7.", rng)
+    assert number in ref and number not in draft and draft != ref
+    assert change_number(ref, "No numbers here.", rng) is None

@@ -45,6 +45,25 @@ def test_labels_are_exactly_the_assistant_turns(tiny_tokenizer, tmp_path):
         assert decoded_trained_spans(tiny_tokenizer, ex) == expected
 
 
+def test_weight_zero_turns_are_context_not_trained(tiny_tokenizer, tmp_path):
+    msgs = [{"role": "user", "content": "Translate into German: the dog sleeps."},
+            {"role": "assistant", "content": "Der Katze schläft.", "weight": 0},
+            {"role": "user", "content": "Please make sure it uses 'Hund'."},
+            {"role": "assistant", "content": "Der Hund schläft.", "weight": 1},
+            {"role": "user", "content": "Now in French."},
+            {"role": "assistant", "content": "Le chien dort."}]
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps({"messages": msgs}) + "\n" + json.dumps({"messages": msgs[:2]}) + "\n")
+    examples, stats = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("gemma"), 512)
+    assert decoded_trained_spans(tiny_tokenizer, examples[0]) == ["Der Hund schläft.<end_of_turn>",
+                                                                  "Le chien dort.<end_of_turn>"]
+    assert stats.kept == 1 and stats.dropped == {"no trained assistant turn": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [msgs[0], {**msgs[1], "weight": 0.5}]}) + "\n")
+    _, stats = tokenize_conversations(read_conversations(bad), tiny_tokenizer, get_format("gemma"), 512)
+    assert stats.dropped == {"weight": 1}
+
+
 def test_sharegpt_and_alpaca_layouts():
     assert to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}) == [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
@@ -170,6 +189,42 @@ def test_full_fine_tune(tiny_model_dir, tmp_path):
                           chat_format="gemma", method="full", max_steps=2, batch_size=2, max_len=128))
     assert (tmp_path / "full" / "model.safetensors").is_file()
     assert s["method"] == "full"
+    # The tied embedding / LM head is frozen by default and trained on request.
+    from safetensors.torch import load_file
+
+    from bayling.models.tiny import build_tiny_model  # noqa: F401  (the fixture's builder)
+
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "full" / "model.safetensors"))
+    emb = next(k for k in before if "embed_tokens" in k)
+    block = next(k for k in before if "layers.0.mlp" in k)
+    torch.testing.assert_close(after[emb].float(), before[emb].to(after[emb].dtype).float())  # bf16 storage on bf16 CPUs
+    assert not torch.allclose(after[block].float(), before[block].float())
+    train(TrainConfig(data=str(data), out=str(tmp_path / "full-emb"), model=str(tiny_model_dir), chat_format="gemma",
+                      method="full", max_steps=2, batch_size=2, max_len=128, train_embeddings=True, lr=1e-2))
+    trained = load_file(str(tmp_path / "full-emb" / "model.safetensors"))
+    assert not torch.allclose(trained[emb].float(), before[emb].float())
+
+
+def test_bf16_auto_follows_the_hardware(monkeypatch, tiny_model_dir, tmp_path):
+    from bayling import hardware
+
+    assert hardware.resolve_bf16(False) is False and hardware.resolve_bf16("true") is True
+    with pytest.raises(ValueError, match="bf16"):
+        hardware.resolve_bf16("maybe")
+    monkeypatch.setattr(hardware, "fast_bf16", lambda: False)
+    assert hardware.resolve_bf16("auto") is False
+    if not hardware.cpu_has_fast_bf16():
+        pytest.skip("this CPU has no AVX-512 BF16 / AMX: the bf16 path is not exercised")
+    # On a bf16 CPU: frozen weights in bf16, LoRA weights in fp32, and the loss close to fp32's.
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    losses = {}
+    for bf16 in (False, True):
+        s = train(TrainConfig(data=str(data), out=str(tmp_path / f"b{bf16}"), model=str(tiny_model_dir),
+                              chat_format="gemma", max_steps=3, batch_size=2, max_len=128, bf16=bf16, seed=1))
+        losses[bf16] = [h["loss"] for h in s["log_history"] if "loss" in h]
+    assert losses[True] != losses[False]  # autocast really ran
+    assert losses[True] == pytest.approx(losses[False], rel=0.03)
 
 
 def test_cli_error_is_one_line(tmp_path):

@@ -18,11 +18,12 @@ from typing import Iterator
 from bayling.data.crosslingual import plan_crosslingual
 from bayling.data.records import Plan, Unit, to_record
 from bayling.data.sampling import LanguageSampler, language_weights, record_rng, shard_of
-from bayling.data.sessions import plan_session
+from bayling.data.sessions import plan_refine_session, plan_session
 
 __all__ = ["BuildConfig", "build_conversations", "parse_shard", "plan_conversations", "read_units"]
 
 MODES = ("reference", "teacher")
+SESSIONS = ("refine", "v1")  # draft-then-refine (recipe v2) or the first recipe's sessions
 
 
 @dataclass
@@ -34,8 +35,11 @@ class BuildConfig:
     seed: int = 0
     mode: str = "reference"
     per_line: int = 1  # conversations per corpus line (each with its own rng)
-    max_turns: int = 5
-    crosslingual: float = 0.2  # share of units that become cross-lingual tasks (multi-way corpora)
+    max_turns: int = 3
+    sessions: str = "refine"  # reference mode: "refine" (draft-then-refine) or "v1"; teacher mode plans v1
+    multi_turn: float = 0.4  # refine: share of sessions with a follow-up
+    into_english: float = 0.5  # refine: share of English-centric pairs translated into English
+    crosslingual: float = 0.1  # share of units that become cross-lingual tasks (multi-way corpora)
     temperature: float = 5.0  # language sampling temperature
     lang_sizes: dict[str, float] | None = None  # relative data size per language (default: built-in tiers)
     system: str = ""
@@ -44,8 +48,11 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not 0.0 <= self.crosslingual <= 1.0:
-            raise ValueError(f"crosslingual must be between 0 and 1, got {self.crosslingual}")
+        if self.sessions not in SESSIONS:
+            raise ValueError(f"sessions must be one of {', '.join(SESSIONS)}, got {self.sessions!r}")
+        for name in ("crosslingual", "multi_turn", "into_english"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.per_line < 1 or not 1 <= self.max_turns <= 5:
             raise ValueError("per_line must be >= 1 and max_turns between 1 and 5")
         i, n = self.shard
@@ -121,7 +128,10 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig) -> Iterato
         plan = None
         if rng.random() < cfg.crosslingual:
             plan = plan_crosslingual(unit, rng, sampler, cfg.system)
-        if plan is None:
+        if plan is None and cfg.mode == "reference" and cfg.sessions == "refine":
+            plan = plan_refine_session(unit, rng, sampler, multi_turn=cfg.multi_turn, into_english=cfg.into_english,
+                                       max_turns=cfg.max_turns, system=cfg.system)
+        elif plan is None:
             plan = plan_session(unit, rng, sampler, cfg.mode, cfg.max_turns, cfg.system)
         if plan is not None:
             yield plan

@@ -3,6 +3,12 @@
 Counts (streamed, so any size fits): tasks, language pairs, turn kinds, instruction languages,
 user turns per conversation, and, when a filter report is given (or found beside the file as
 `<file>.filters.json`), what each filter dropped.
+
+And what the model is trained to say, over trained assistant turns (weight 1), in characters:
+  copy share          text already verbatim earlier in its conversation (a copy shortcut)
+  repeated follow-ups trained follow-up answers identical to the previous assistant answer
+  into / out of English  answers in English to a non-English source vs the other way round
+  translation share   answers that are translations (first or refined)
 """
 
 from __future__ import annotations
@@ -14,9 +20,66 @@ from pathlib import Path
 
 from bayling.data.io import atomic_open, read_records
 
-__all__ = ["CardStats", "collect_stats", "render_markdown", "plot_card", "write_card"]
+__all__ = ["CardStats", "TrainedText", "collect_stats", "render_markdown", "plot_card", "write_card"]
 
 TOP = 25  # rows per table (and bars per plot) before "others"
+# Turn kinds whose answer is a translation of the conversation's sentence.
+TRANSLATION_KINDS = frozenset({"translate", "terminology", "format", "wrong_language", "error_report", "error_feedback",
+                               "third_language", "xl_translate", "answer_in"})
+ENGLISH = "eng_Latn"
+
+
+@dataclass
+class TrainedText:
+    """Characters of trained assistant turns, by what they are (see the module docstring)."""
+
+    chars: int = 0
+    copied: int = 0
+    followups: int = 0
+    repeated_followups: int = 0
+    into_english: int = 0
+    out_of_english: int = 0
+    translation: int = 0
+    multi_turn: int = 0  # conversations with two or more user turns
+
+    def add(self, record: dict) -> None:
+        msgs = record.get("messages") or []
+        meta = record.get("meta") or {}
+        kinds, checks = meta.get("kinds") or [], meta.get("expect") or []
+        src = meta.get("src_lang")
+        self.multi_turn += sum(m.get("role") == "user" for m in msgs) >= 2
+        earlier: list[str] = []
+        previous = None
+        k = -1  # index of the assistant turn
+        for m in msgs:
+            text = m.get("content") if isinstance(m.get("content"), str) else ""
+            if m.get("role") == "assistant":
+                k += 1
+                if m.get("weight", 1):
+                    n = len(text)
+                    self.chars += n
+                    if any(text.strip() in e for e in earlier):
+                        self.copied += n
+                    if previous is not None:
+                        self.followups += 1
+                        self.repeated_followups += text.strip() == previous.strip()
+                    kind = kinds[k] if k < len(kinds) else None
+                    lang = (checks[k] if k < len(checks) else {}).get("lang")
+                    if kind in TRANSLATION_KINDS:
+                        self.translation += n
+                        if lang == ENGLISH and src != ENGLISH:
+                            self.into_english += n
+                        elif src == ENGLISH and lang not in (None, ENGLISH):
+                            self.out_of_english += n
+                previous = text
+            earlier.append(text)
+
+    def as_dict(self) -> dict:
+        c = max(self.chars, 1)
+        return {"trained_chars": self.chars, "copy_share": round(self.copied / c, 4),
+                "repeated_followup_share": round(self.repeated_followups / max(self.followups, 1), 4),
+                "into_out_of_english_ratio": round(self.into_english / max(self.out_of_english, 1), 3),
+                "translation_share": round(self.translation / c, 4), "multi_turn_conversations": self.multi_turn}
 
 
 @dataclass
@@ -29,6 +92,7 @@ class CardStats:
     turns: Counter = field(default_factory=Counter)
     modes: Counter = field(default_factory=Counter)
     filters: dict | None = None  # a FilterReport.as_dict()
+    trained: TrainedText = field(default_factory=TrainedText)
 
 
 def collect_stats(path: str | Path, filter_report: str | Path | None = None) -> CardStats:
@@ -44,6 +108,7 @@ def collect_stats(path: str | Path, filter_report: str | Path | None = None) -> 
         if meta.get("instruction_lang"):
             stats.instruction_langs[meta["instruction_lang"]] += 1
         stats.turns[sum(1 for m in record.get("messages") or () if m.get("role") == "user")] += 1
+        stats.trained.add(record)
     report = Path(filter_report) if filter_report else Path(f"{path}.filters.json")
     if report.is_file():
         stats.filters = json.loads(report.read_text(encoding="utf-8"))
@@ -69,6 +134,14 @@ def render_markdown(stats: CardStats, source: str, png_name: str | None = None) 
     lines = [f"# Data card: {source}", "",
              f"{n} conversations, {sum(k * v for k, v in stats.turns.items())} user turns, "
              f"{len(stats.pairs)} language pairs, {len(stats.instruction_langs)} instruction languages.", ""]
+    t = stats.trained.as_dict()
+    lines += ["### What the model is trained to say (trained assistant turns, characters)", "",
+              "| measure | value |", "|---|---:|",
+              f"| copy share (already verbatim earlier in the conversation) | {t['copy_share']:.1%} |",
+              f"| follow-up answers identical to the previous answer | {t['repeated_followup_share']:.1%} |",
+              f"| into-English / out-of-English characters | {t['into_out_of_english_ratio']:.2f} |",
+              f"| translation answers (first or refined) | {t['translation_share']:.1%} |",
+              f"| multi-turn conversations | {t['multi_turn_conversations'] / max(n, 1):.1%} |", ""]
     if png_name:
         lines += [f"![counts]({png_name})", ""]
     lines += _table("Tasks", stats.tasks, n, "task")
@@ -113,12 +186,12 @@ def plot_card(stats: CardStats, png: str | Path) -> None:
     tmp.replace(png)
 
 
-def write_card(path: str | Path, out: str | Path, filter_report: str | Path | None = None) -> tuple[Path, Path]:
-    """Write `out` (markdown) and the PNG beside it (same name, .png); return both paths."""
+def write_card(path: str | Path, out: str | Path, filter_report: str | Path | None = None) -> tuple[Path, Path, CardStats]:
+    """Write `out` (markdown) and the PNG beside it (same name, .png); return both paths and the counts."""
     out = Path(out)
     png = out.with_suffix(".png")
     stats = collect_stats(path, filter_report)
     plot_card(stats, png)
     with atomic_open(out) as f:
         f.write(render_markdown(stats, Path(path).name, png.name))
-    return out, png
+    return out, png, stats

@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from bayling.data.build import BuildConfig as _DEFAULTS  # light (no model code): option defaults live in one place
+
 app = typer.Typer(help="Instruction data: interactive-translation sessions, cross-lingual tasks, filters, mixing, "
                        "data cards.", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
@@ -58,8 +60,14 @@ def build(
     mode: str = typer.Option("reference", help="reference (answers from the corpus, offline) or teacher (an "
                                                "OpenAI-compatible endpoint writes them)."),
     per_line: int = typer.Option(1, min=1, help="Conversations per corpus line (each with its own random choices)."),
-    max_turns: int = typer.Option(5, min=1, max=5, help="Most user turns per conversation (1-5)."),
-    crosslingual: float = typer.Option(0.2, help="Share of units that become cross-lingual tasks (multi-way only)."),
+    max_turns: int = typer.Option(_DEFAULTS.max_turns, min=1, max=5, help="Most user turns per conversation (1-5)."),
+    sessions: str = typer.Option(_DEFAULTS.sessions, help="Reference mode: refine (a flawed draft, weight 0, then the "
+                                                          "user's correction; no copy shortcuts) or v1 (first recipe)."),
+    multi_turn: float = typer.Option(_DEFAULTS.multi_turn, min=0.0, max=1.0, help="refine: share of multi-turn sessions."),
+    into_english: float = typer.Option(_DEFAULTS.into_english, min=0.0, max=1.0,
+                                       help="refine: share of English-centric pairs translated into English."),
+    crosslingual: float = typer.Option(_DEFAULTS.crosslingual, min=0.0, max=1.0,
+                                       help="Share of units that become cross-lingual tasks (multi-way only)."),
     temperature: float = typer.Option(5.0, help="Language sampling temperature: 1 = by data size, higher = flatter."),
     lang_sizes: Optional[Path] = typer.Option(None, help="TSV language<TAB>size for the sampling weights."),
     system: str = typer.Option("", help="System message to put first in every conversation."),
@@ -88,7 +96,7 @@ def build(
     cfg = BuildConfig(
         corpus=corpus, split=split, langs=None if langs in (None, "", "all") else langs.split(","), limit=limit,
         seed=seed, mode=mode, per_line=per_line, max_turns=max_turns, crosslingual=crosslingual,
-        temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
+        sessions=sessions, multi_turn=multi_turn, into_english=into_english, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
         shard=parse_shard(shard) if shard else (0, 1),
     )
     bar = _progress(progress, limit if not shard else None, "conv")
@@ -184,7 +192,12 @@ def card(
     """Counts per language pair, turn kind, instruction language, turns and filter drops (markdown + PNG)."""
     from bayling.data.card import write_card
 
-    md, png = write_card(data, out or data.with_suffix(".card.md"), filter_report)
+    md, png, stats = write_card(data, out or data.with_suffix(".card.md"), filter_report)
+    t = stats.trained.as_dict()
+    typer.echo(f"{stats.conversations} conversations: copy share {t['copy_share']:.1%}, repeated follow-ups "
+               f"{t['repeated_followup_share']:.1%}, into/out-of English {t['into_out_of_english_ratio']:.2f}, "
+               f"translation answers {t['translation_share']:.1%}, multi-turn "
+               f"{t['multi_turn_conversations'] / max(stats.conversations, 1):.1%}")
     typer.echo(f"{md}\n{png}")
 
 

@@ -4,7 +4,7 @@ A Plan is a conversation before it is written down: its user turns, and for each
 answer (reference mode) or None (a teacher model writes it). `to_record` turns a complete plan
 into the on-disk record:
 
-  {"messages": [{"role": ..., "content": ...}, ...],
+  {"messages": [{"role": ..., "content": ..., "weight": 0 (only on untrained assistant drafts)}, ...],
    "meta": {"id", "source", "task", "mode", "src_lang", "tgt_lang", "instruction_lang",
             "kinds": [kind per user turn], "expect": [check per assistant turn]}}
 
@@ -42,6 +42,7 @@ class Turn:
     answer: str | None  # None: a teacher writes it
     expect: dict
     brief: str = ""  # what the user asks for, in English, when a teacher writes the user turn
+    weight: int = 1  # 0: the answer is context (a flawed draft), not trained: OpenAI's "weight" field
 
 
 @dataclass(slots=True)
@@ -63,7 +64,7 @@ class Plan:
             msgs.append({"role": "user", "content": turn.user or ""})
             if turn.answer is None:
                 break
-            msgs.append({"role": "assistant", "content": turn.answer})
+            msgs.append({"role": "assistant", "content": turn.answer, **({"weight": 0} if turn.weight == 0 else {})})
         return msgs
 
 

@@ -1,6 +1,12 @@
 """Interactive translation sessions: turn 1 asks for a translation, later turns steer it.
 
-`plan_session(unit, rng, sampler, mode)` is a pure function of its arguments. In reference mode
+Two planners, both pure functions of their arguments:
+- `plan_refine_session` (the default, "refine"): mostly single-turn translations; multi-turn
+  sessions start from a flawed *draft* (weight 0, not trained) and train only the fix. No trained
+  answer is text already in its conversation (see the section at the end of this file).
+- `plan_session` ("v1", and every teacher-mode session) below.
+
+`plan_session(unit, rng, sampler, mode)`: In reference mode
 it only uses follow-ups whose answer is in the data (grounding rules below); in teacher mode it
 also plans style, length, polish, alternatives and explanation turns and leaves every answer to
 the teacher.
@@ -18,17 +24,18 @@ from __future__ import annotations
 
 import random
 
-from bayling.data.grounding import corrupt, pick_terms, preserved_items, script_of
+from bayling.data.grounding import change_number, corrupt, drop_terms, pick_terms, preserved_items, script_of
 from bayling.data.names import INSTRUCTION_LANGS, join_terms, language_name
 from bayling.data.records import Plan, Turn, Unit, expect, length_of
 from bayling.data.sampling import LanguageSampler
 from bayling.data.templates import STYLES, render
 
-__all__ = ["FOLLOW_UPS", "REFERENCE_FOLLOW_UPS", "SESSION_KINDS", "TURN_WEIGHTS", "plan_session"]
+__all__ = ["FOLLOW_UPS", "REFERENCE_FOLLOW_UPS", "REFINE_KINDS", "SESSION_KINDS", "TURN_WEIGHTS", "plan_refine_session",
+           "plan_session"]
 
 REFERENCE_FOLLOW_UPS = ("terminology", "format", "error_feedback", "back_translation", "third_language")
 FOLLOW_UPS = REFERENCE_FOLLOW_UPS + ("style", "length", "polish", "alternatives", "explanation")
-SESSION_KINDS = ("translate",) + FOLLOW_UPS
+SESSION_KINDS = ("translate",) + FOLLOW_UPS + ("wrong_language", "error_report")
 # Follow-ups that switch the output language go last, so "the translation" in earlier turns is unambiguous.
 _LAST = {"third_language": 1, "back_translation": 2}
 # How many user turns (1..5) a session has, before the cap and what the sentence allows.
@@ -136,6 +143,42 @@ class _Session:
         user = render("third_language", self.lang, self.rng, l3=self.name(l3))
         return self._turn("third_language", user, self.unit.texts[l3], expect(l3, src_len=self.src_len))
 
+    # Drafts with one real flaw, and the follow-up that names it (draft-then-refine sessions).
+
+    def draft_terminology(self) -> tuple[str, Turn] | None:
+        script = script_of(self.tgt)
+        terms = pick_terms(self.ref, script, self.rng)
+        draft = drop_terms(self.ref, terms, script) if terms else None
+        if draft is None:
+            return None
+        user = render("terminology", self.lang, self.rng, terms=join_terms(terms, self.lang))
+        return draft, Turn("terminology", user, self.ref, expect(self.tgt, terms, self.src_len))
+
+
+    def draft_format(self) -> tuple[str, Turn] | None:
+        changed = change_number(self.ref, self.source, self.rng)
+        if changed is None:
+            return None
+        draft, number = changed
+        user = render("format", self.lang, self.rng)
+        return draft, Turn("format", user, self.ref, expect(self.tgt, (number,), self.src_len))
+
+
+    def draft_wrong_language(self) -> tuple[str, Turn] | None:
+        # The failure seen in evals: the source handed back untranslated (or another language).
+        others = [c for c in self.unit.texts if c not in (self.src, self.tgt)]
+        draft = self.unit.texts[self.rng.choice(others)] if others and self.rng.random() < 0.3 else self.source
+        user = render("wrong_language", self.lang, self.rng, tgt=self.name(self.tgt))
+        return draft, Turn("wrong_language", user, self.ref, expect(self.tgt, src_len=self.src_len))
+
+
+    def draft_error_report(self) -> tuple[str, Turn] | None:
+        draft = corrupt(self.ref, script_of(self.tgt), self.rng)
+        if draft is None:
+            return None
+        user = render("error_report", self.lang, self.rng)
+        return draft, Turn("error_report", user, self.ref, expect(self.tgt, src_len=self.src_len))
+
     # Teacher-only follow-ups: no single reference answers them.
 
     def style(self) -> Turn | None:
@@ -159,3 +202,72 @@ class _Session:
     def explanation(self) -> Turn | None:
         user = render("explanation", self.lang, self.rng)
         return self._turn("explanation", user, None, expect(self.lang), BRIEFS["explanation"])
+
+
+# --- Draft-then-refine sessions (recipe v2, reference mode) -------------------------------------
+#
+# v1 sessions answered turn 1 with the reference and then asked for things the reference already
+# did, so a quarter of trained follow-ups repeated the previous answer and back-translation
+# answers were the source itself: the model learned to copy. Here turn 1's answer is a *draft*
+# with a real flaw and weight 0 (context, not trained); the follow-up names that flaw and only the
+# fix, the reference, is trained. No trained answer appears earlier in its conversation.
+
+REFINE_KINDS = {"terminology": 0.35, "wrong_language": 0.25, "error_report": 0.2, "format": 0.2}
+ENGLISH = "eng_Latn"
+
+
+def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, *, multi_turn: float = 0.4,
+                        into_english: float = 0.5, max_turns: int = 3, system: str = "") -> Plan | None:
+    """A translation conversation: usually one turn; with probability `multi_turn` a flawed draft
+    (weight 0) and the user's correction, or a translation and a third language."""
+    direction = _direction(unit, rng, sampler, into_english)
+    if direction is None:
+        return None
+    src, tgt = direction
+    source, ref = unit.texts[src], unit.texts[tgt]
+    lang = rng.choice(["eng_Latn", "zho_Hans"] + [c for c in (src, tgt) if c in INSTRUCTION_LANGS])
+    s = _Session(unit, rng, sampler, src, tgt, source, ref, lang, teacher=False)
+    first = render("translate", lang, rng, src=s.name(src), tgt=s.name(tgt), text=source)
+    check = expect(tgt, src_len=s.src_len)
+    turns = [Turn("translate", first, ref, check)]
+    if max_turns >= 2 and rng.random() < multi_turn:
+        refined = _refine(s) if rng.random() < 0.8 else None
+        if refined is not None:
+            draft, fix = refined
+            turns = [Turn("translate", first, draft, expect(None), weight=0), fix]
+        third = s.third_language()
+        said = [t.answer for t in turns]
+        if third is not None and third.answer not in said and len(turns) < max_turns and (refined is None or rng.random() < 0.25):
+            turns.append(third)
+    return Plan(unit.id, unit.source, "session", src, tgt, lang, turns, system, "reference")
+
+
+def _direction(unit: Unit, rng: random.Random, sampler: LanguageSampler, into_english: float) -> tuple[str, str] | None:
+    """English-centric and balanced: into English with probability `into_english` (10% of
+    multi-way lines pair two other languages); a bilingual pair is read either way."""
+    if unit.direction is not None:
+        a, b = unit.direction
+        return (b, a) if rng.random() < 0.5 else (a, b)
+    if ENGLISH in unit.texts and rng.random() < 0.9:
+        other = sampler.draw(rng, exclude=(ENGLISH,))
+        if other is None or other not in unit.texts:
+            return None
+        return (other, ENGLISH) if rng.random() < into_english else (ENGLISH, other)
+    src = sampler.draw(rng)
+    tgt = sampler.draw(rng, exclude=(src,))
+    return None if src is None or tgt is None else (src, tgt)
+
+
+def _refine(s: _Session) -> tuple[str, Turn] | None:
+    """(draft, follow-up) for the first refinement kind, in weighted random order, that this line grounds."""
+    kinds = list(REFINE_KINDS)
+    order = []
+    while kinds:
+        kind = s.rng.choices(kinds, weights=[REFINE_KINDS[k] for k in kinds])[0]
+        kinds.remove(kind)
+        order.append(kind)
+    for kind in order:
+        made = getattr(s, f"draft_{kind}")()
+        if made is not None:
+            return made
+    return None

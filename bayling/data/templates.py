@@ -19,6 +19,10 @@ __all__ = ["PHRASES", "STYLES", "render"]
 STYLES = ("formal", "casual", "child", "poetic")
 
 EN = {
+    "wrong_language": (
+        "That is not in {tgt}. Please translate it into {tgt}.",
+        "You answered in the wrong language: I need the {tgt} translation.",
+    ),
     "translate": (
         "Translate the following {src} sentence into {tgt}:\n{text}",
         "Please translate this into {tgt}:\n\n{text}",
@@ -82,6 +86,7 @@ EN = {
 }
 
 ZH = {
+    "wrong_language": ("这不是{tgt}。请把它翻译成{tgt}。", "语言不对，我需要的是{tgt}译文。"),
     "translate": (
         "请把下面的{src}句子翻译成{tgt}：\n{text}",
         "将这句话翻译成{tgt}：\n\n{text}",
@@ -115,6 +120,10 @@ ZH = {
 }
 
 DE = {
+    "wrong_language": (
+        "Das ist nicht auf {tgt}. Bitte übersetze es auf {tgt}.",
+        "Falsche Sprache: Ich brauche die Übersetzung auf {tgt}.",
+    ),
     "translate": (
         "Wie lautet der folgende Satz auf {tgt}?\n{text}",
         "Bitte übersetze diesen Satz (Ausgangssprache: {src}, Zielsprache: {tgt}):\n\n{text}",
@@ -174,6 +183,10 @@ DE = {
 }
 
 FR = {
+    "wrong_language": (
+        "Ce n'est pas en {tgt}. Traduis-le en {tgt}, s'il te plaît.",
+        "Mauvaise langue : j'ai besoin de la traduction en {tgt}.",
+    ),
     "translate": (
         "Traduis la phrase suivante en {tgt} :\n{text}",
         "Pouvez-vous traduire ce texte en {tgt} ?\n\n{text}",
@@ -233,6 +246,10 @@ FR = {
 }
 
 ES = {
+    "wrong_language": (
+        "Eso no está en {tgt}. Tradúcelo al {tgt}, por favor.",
+        "Idioma equivocado: necesito la traducción al {tgt}.",
+    ),
     "translate": (
         "Traduce la siguiente oración del {src} al {tgt}:\n{text}",
         "¿Puedes traducir esto al {tgt}?\n\n{text}",
@@ -292,6 +309,7 @@ ES = {
 }
 
 JA = {
+    "wrong_language": ("これは{tgt}ではありません。{tgt}に翻訳してください。", "言語が違います。{tgt}の訳が必要です。"),
     "translate": (
         "次の{src}の文を{tgt}に翻訳してください。\n{text}",
         "これを{tgt}に訳してもらえますか？\n\n{text}",
@@ -333,6 +351,7 @@ JA = {
 }
 
 RU = {
+    "wrong_language": ("Это не тот язык. Переведи, пожалуйста, на {tgt}.", "Не тот язык: нужен перевод на {tgt}."),
     "translate": (
         "Переведи следующее предложение на {tgt}:\n{text}",
         "Переведите, пожалуйста, этот текст на {tgt}.\n\n{text}",
