@@ -108,12 +108,19 @@ def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_token
             start += len(ex)
 
 
-def test_nothing_trainable_fails_before_loading_a_model(tmp_path):
+def test_nothing_trainable_fails_before_loading_a_model(tiny_model_dir, tmp_path):
+    # A folder whose tokenizer loads but whose weights do not exist: reaching the model would
+    # raise an OSError about missing weights instead of the data error.
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (no_weights / f.name).write_bytes(f.read_bytes())
     path = tmp_path / "empty.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     with pytest.raises(TrainDataError, match="nothing trainable"):
-        train(TrainConfig(data=str(path), out=str(tmp_path / "run"), model="/nonexistent/never-loaded"
-                          if False else "gemma3-270m", max_steps=1))
+        train(TrainConfig(data=str(path), out=str(tmp_path / "run"), model=str(no_weights), chat_format="chatml",
+                          max_steps=1))
 
 
 def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path):
@@ -132,11 +139,6 @@ def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path)
 
     model, tok = load_model(str(out))  # the adapter folder alone is enough (merged for inference)
     assert "<|im_start|>" in tok.chat_template
-    unmerged, _ = load_model(str(out), merge=False)
-    assert type(unmerged).__name__.startswith("Peft") and not type(model).__name__.startswith("Peft")
-    ids = torch.tensor([[5, 6, 7, 8]])
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids).logits, unmerged(ids).logits, atol=1e-4, rtol=1e-4)
 
     # Resume: more steps continue the same step count and loss curve.
     s2 = train(TrainConfig(**{**cfg, "max_steps": 6, "resume": True}))
@@ -183,27 +185,73 @@ def test_two_process_gloo_run_agrees_on_loss(tiny_model_dir, tmp_path):
     assert (out / "adapter_model.safetensors").is_file()
 
 
-def _short_lora_run(tiny_model_dir, tmp_path, steps: int):
-    """A few LoRA steps on the tiny model with a high learning rate, so the adapter is not ~zero."""
-    data = write_convs(tmp_path / "c.jsonl", n=8)
-    out = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
-                      max_steps=steps, batch_size=2, max_len=128, lr=5e-3))
-    return out
+PROMPT = [{"role": "user", "content": "Translate into German: the dog sleeps."}]
+REPLY = "Der Hund schläft."
+IDS = torch.tensor([[5, 6, 7, 8]])
 
 
-def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def learned(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter trained until the tiny model has memorised one reply (16 steps, ~10 s)."""
+    tmp = tmp_path_factory.mktemp("learned")
+    data = tmp / "one.jsonl"
+    data.write_text((json.dumps({"messages": PROMPT + [{"role": "assistant", "content": REPLY}]}) + "\n") * 8)
+    out = tmp / "run"
+    summary = train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
+                                max_steps=16, batch_size=2, max_len=64, lr=1e-2, packing=False, save_steps=1000))
+    return out, summary
+
+
+def _logits(model, ids=IDS):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _shift_from_base(tiny_model_dir, model) -> float:
+    """How far a trained model's logits are from the base's: ~0 would mean the adapter does nothing."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    return (_logits(model) - _logits(base)).abs().max().item()
+
+
+def test_lora_learns_a_reply_it_can_memorise(learned, tiny_model_dir):
+    from bayling.infer.engine import GenerationConfig, TransformersEngine
+
+    out, summary = learned
+    losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert len(losses) == 16
+    # The frozen tied head bounds the tiny model's logits (~±0.8), so the loss cannot go far below
+    # ln(vocab) = 6.4; 6.37 -> 5.82 measured. What it can do is make the reply the greedy one.
+    assert losses[-1] < losses[0] - 0.3, losses
+    greedy = GenerationConfig(max_new_tokens=12, temperature=0.0)
+    tuned = TransformersEngine.load(str(out)).chat([PROMPT], greedy)[0]
+    base = TransformersEngine.load(str(tiny_model_dir), chat_format="chatml").chat([PROMPT], greedy)[0]
+    assert tuned == REPLY and base != REPLY
+
+
+def test_merged_and_unmerged_adapter_agree(learned, tiny_model_dir):
+    from bayling.models import load_model
+
+    out, _ = learned
+    merged, _ = load_model(str(out))
+    unmerged, _ = load_model(str(out), merge=False)
+    assert type(unmerged).__name__.startswith("Peft") and not type(merged).__name__.startswith("Peft")
+    assert _shift_from_base(tiny_model_dir, merged) > 0.1  # measured 0.53: the equality below means something
+    torch.testing.assert_close(_logits(merged), _logits(unmerged), atol=1e-4, rtol=1e-4)
+
+
+def test_merge_folds_the_adapter_into_full_weights(learned, tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import merge_adapter
 
-    out = _short_lora_run(tiny_model_dir, tmp_path, steps=3)
+    out, _ = learned
     merged = merge_adapter(out, tmp_path / "merged")
     assert not (merged / "adapter_config.json").exists()
-    ids = torch.tensor([[5, 6, 7, 8]])
     peft_model, _ = load_model(str(out), merge=False)
     full, tok = load_model(str(merged))
-    with torch.no_grad():
-        torch.testing.assert_close(full(ids).logits, peft_model(ids).logits, atol=1e-4, rtol=1e-4)
+    assert _shift_from_base(tiny_model_dir, full) > 0.1
+    torch.testing.assert_close(_logits(full), _logits(peft_model), atol=1e-4, rtol=1e-4)
     assert "<|im_start|>" in tok.chat_template
 
 
@@ -247,17 +295,16 @@ def test_chunked_loss_matches_on_the_embedded_gemma(tmp_path):
     torch.testing.assert_close(ours, reference, atol=2e-4, rtol=2e-4)
 
 
-def test_packed_adapter_is_small_and_equivalent(tiny_model_dir, tmp_path):
+def test_packed_adapter_is_small_and_equivalent(learned, tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import pack_adapter
 
-    out = _short_lora_run(tiny_model_dir, tmp_path, steps=2)
+    out, _ = learned
     packed = pack_adapter(out, tmp_path / "packed")
     assert not (packed / "tokenizer.json").exists()
     size = (packed / "adapter_model.safetensors").stat().st_size
     assert size < (out / "adapter_model.safetensors").stat().st_size * 0.6  # bf16
     a, _ = load_model(str(out))
     b, tok = load_model(str(packed))  # tokenizer from the base, format from bayling.json
-    ids = torch.tensor([[5, 6, 7, 8]])
-    with torch.no_grad():
-        torch.testing.assert_close(a(ids).logits, b(ids).logits, atol=1e-2, rtol=1e-2)
+    assert _shift_from_base(tiny_model_dir, b) > 0.1  # ten times the tolerance below
+    torch.testing.assert_close(_logits(a), _logits(b), atol=1e-2, rtol=1e-2)
