@@ -1,6 +1,10 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,12 @@ from bayling.chat_formats import get_format
 from bayling.train import TrainConfig, train
 from bayling.train.dataset import IGNORE, TrainDataError, read_conversations, tokenize_conversations, to_messages
 from bayling.train.packing import Collator, pack, packing_efficiency
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses run this checkout's code, one thread each (two runs share the machine's cores).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+CLI = [sys.executable, "-m", "bayling.cli", "train"]
 
 
 def write_convs(path, n=24, turns=2):
@@ -163,26 +173,99 @@ def test_cli_error_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
 
 
-def test_two_process_gloo_run_agrees_on_loss(tiny_model_dir, tmp_path):
-    """The distributed path (torchrun -> Trainer -> DDP on gloo): both ranks see the same loss."""
+def _adapter(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def _losses(folder: Path) -> list[tuple[int, float]]:
+    history = json.loads((folder / "train_summary.json").read_text())["log_history"]
+    return [(h["step"], h["loss"]) for h in history if "loss" in h]
+
+
+def _assert_same_training(a: Path, b: Path, rtol: float):
+    (steps_a, loss_a), (steps_b, loss_b) = zip(*_losses(a)), zip(*_losses(b))
+    assert steps_a == steps_b
+    torch.testing.assert_close(torch.tensor(loss_a), torch.tensor(loss_b), atol=0, rtol=rtol)
+    wa, wb = _adapter(a), _adapter(b)
+    assert wa.keys() == wb.keys()
+    assert max(w.abs().max().item() for k, w in wa.items() if "lora_B" in k) > 1e-3  # it trained
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-3, msg=k)
+
+
+def _json_complete(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    """SIGKILL `bayling train` once a checkpoint is on disk; --resume ends where an unbroken run does."""
+    data = write_convs(tmp_path / "c.jsonl", n=16)
+    args = ["--data", str(data), "--model", str(tiny_model_dir), "--chat-format", "chatml", "--max-steps", "40",
+            "--batch-size", "2", "--max-len", "96", "--save-steps", "4", "--lr", "5e-3", "--seed", "7"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    baseline = subprocess.Popen(CLI + args + ["--out", str(whole)], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(CLI + args + ["--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        # A tiny step takes ~30 ms: 40 steps leave a second or more after the first checkpoint to kill in.
+        first = killed / "checkpoints" / "checkpoint-4" / "trainer_state.json"  # the checkpoint's last file
+        deadline = time.monotonic() + 300
+        while not _json_complete(first):
+            assert victim.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.01)
+        assert victim.poll() is None, "finished before it could be killed"
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait() == -signal.SIGKILL
+    finally:
+        victim.kill()
+    assert not (killed / "train_summary.json").exists()  # it really died mid-run
+
+    r = subprocess.run(CLI + args + ["--out", str(killed), "--resume"], env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import re
+
+    resumed_at = int(re.search(r"resume.*checkpoint-(\d+)", r.stderr.replace("\n", "")).group(1))
+    assert r.stdout.count("'loss'") == 40 - resumed_at  # only the steps after the checkpoint were redone
+    assert baseline.wait(timeout=300) == 0, baseline.stderr.read()[-2000:]
+    assert [s for s, _ in _losses(killed)] == list(range(1, 41))
+    _assert_same_training(killed, whole, rtol=1e-4)
+
+
+def test_two_ranks_of_batch_b_train_like_one_rank_of_batch_2b(tiny_model_dir, tmp_path):
+    """torchrun -> Trainer -> DDP on gloo: data sharding and the loss scaling across ranks.
+
+    2 processes x 2 rows per step must see the same rows and take the same steps as 1 process x 4
+    rows (dropout off, so the only difference is where the sums are done).
+    """
     import shutil
 
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     data = write_convs(tmp_path / "c.jsonl", n=32)
-    out = tmp_path / "ddp"
-    r = subprocess.run(
-        ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bayling.cli", "train",
-         "--data", str(data), "--out", str(out), "--model", str(tiny_model_dir), "--chat-format", "chatml",
-         "--max-steps", "3", "--batch-size", "2", "--max-len", "96"],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    ranks = [[json.loads(line) for line in (out / "rank_losses" / f"rank{i}.jsonl").read_text().splitlines()]
-             for i in range(2)]
-    assert len(ranks[0]) == 3
-    assert ranks[0] == ranks[1]
-    assert (out / "adapter_model.safetensors").is_file()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lora_dropout: 0.0\n")
+    args = [str(recipe), "--data", str(data), "--model", str(tiny_model_dir), "--chat-format", "chatml",
+            "--max-steps", "3", "--max-len", "96", "--lr", "5e-3"]
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    two = subprocess.Popen(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bayling.cli", "train", *args,
+                            "--batch-size", "2", "--out", str(ddp)],
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    one = subprocess.run(CLI + args + ["--batch-size", "4", "--out", str(single)], env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.wait(timeout=300) == 0, two.stderr.read()[-2000:]
+    ranks = [(ddp / "rank_losses" / f"rank{i}.jsonl").read_text().splitlines() for i in range(2)]
+    assert len(ranks[0]) == 3 and ranks[0] == ranks[1]
+    _assert_same_training(ddp, single, rtol=1e-4)
 
 
 PROMPT = [{"role": "user", "content": "Translate into German: the dog sleeps."}]
