@@ -391,3 +391,60 @@ def test_packed_adapter_is_small_and_equivalent(learned, tiny_model_dir, tmp_pat
     b, tok = load_model(str(packed))  # tokenizer from the base, format from bayling.json
     assert _shift_from_base(tiny_model_dir, b) > 0.1  # ten times the tolerance below
     torch.testing.assert_close(_logits(a), _logits(b), atol=1e-2, rtol=1e-2)
+
+
+# Span edges are where a real tokenizer's merges bite: replies that open with a space, a newline,
+# punctuation or CJK, end in spaces, or hold the template's own markers as text.
+EDGE_REPLIES = [" leading space", "\nleading newline", "「引号」开头。", "trailing spaces   ", "...", "model\nmodel",
+                "<start_of_turn> as text", "emoji 🦊 end 🦊", "1", "ends in blank lines\n\n"]
+
+
+@pytest.mark.slow
+def test_assistant_spans_on_the_gemma_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    from bayling.models import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("gemma3-270m"))
+    convs = []
+    for i, reply in enumerate(EDGE_REPLIES):
+        msgs = [{"role": "user", "content": f"Question {i} "}, {"role": "assistant", "content": reply},
+                {"role": "user", "content": "again?"}, {"role": "assistant", "content": reply[::-1] or "x"}]
+        if i % 2:
+            msgs.insert(0, {"role": "system", "content": "Be brief."})
+        convs.append((f"c{i}", msgs))
+    examples, stats = tokenize_conversations(convs, tok, get_format("gemma", tok), 512)
+    assert stats.kept == len(EDGE_REPLIES)
+    for (_, msgs), ex in zip(convs, examples):
+        # Measured: Gemma merges a reply's leading newlines with the template's "model\n" into one
+        # token, which is not trained (only tokens wholly inside the reply are); serving strips
+        # leading blanks of a reply too (Engine._stream_chat).
+        expected = [m["content"].lstrip("\n") + "<end_of_turn>" for m in msgs if m["role"] == "assistant"]
+        assert decoded_trained_spans(tok, ex) == expected
+        assert tok.decode(ex.input_ids) == get_format("gemma", tok).render(msgs)
+
+
+@pytest.mark.slow
+def test_packing_does_not_leak_attention_on_the_embedded_gemma(tmp_path):
+    """Gemma 3's sliding-window and global layers, packed rows vs each conversation alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bayling.models import resolve_model_path
+
+    path = resolve_model_path("gemma3-270m")
+    tok = AutoTokenizer.from_pretrained(path)
+    data = write_convs(tmp_path / "c.jsonl", n=6)
+    examples, _ = tokenize_conversations(read_conversations(data), tok, get_format("gemma", tok), 512)
+    rows = pack(examples, 512)
+    row = max(rows, key=lambda r: len(r.examples))
+    assert len(row.examples) >= 3
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    model.config.use_cache = False
+    batch = Collator(tok.pad_token_id)([row])
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for ex in row.examples:
+            alone = model(input_ids=torch.tensor([ex.input_ids]), use_cache=False).logits[0]
+            torch.testing.assert_close(packed[start : start + len(ex)], alone, atol=2e-3, rtol=2e-3)
+            start += len(ex)
