@@ -75,7 +75,21 @@ def test_exact_and_near_duplicates():
     assert not near(conv(user=a.upper()))  # case is normalised away
     assert near(conv(user="Translate into German: The weather will be sunny and warm all weekend long."))
     assert (exact.dropped, near.dropped) == (1, 2)
-    assert simhash(a) == simhash(a)  # stable (no salted hash())
+
+
+def test_simhash_is_the_same_in_every_process():
+    # Near-duplicate decisions must not depend on the interpreter's salted hash().
+    import os
+    import subprocess
+    import sys
+
+    text = "Translate into German: The weather will be sunny and warm all weekend long."
+    code = f"from bayling.data.filters import simhash; print(simhash({text!r}))"
+    root = str(Path(__file__).resolve().parents[1])
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": root, "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2")}
+    assert seen == {str(simhash(text))}
 
 
 def test_language_id_checks_each_assistant_turn():

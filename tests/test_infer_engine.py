@@ -79,12 +79,27 @@ def test_a_stop_string_ends_generation_itself(engine):
     assert "stopping_criteria" not in engine._generate_kwargs(GenerationConfig(stop=(eos,)))
 
 
+class CancelAfter(threading.Event):
+    """A cancel event that reads as set from its n-th look on: cancelled after exactly n tokens."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.looks = n, 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n or super().is_set()
+
+
 def test_cancel_ends_generation_early(engine):
-    cancel = threading.Event()
-    stream = engine.stream("The quick brown fox", GenerationConfig(max_new_tokens=300), cancel)
-    threading.Timer(0.05, cancel.set).start()
-    stream.text()
-    assert stream.completion_tokens < 300
+    greedy = GenerationConfig(max_new_tokens=60, temperature=0.0)
+    baseline = engine.stream("The quick brown fox", greedy)
+    full = baseline.text()
+    assert baseline.completion_tokens == 60 and baseline.finish_reason == "length"  # left alone, it runs to the cap
+    stream = engine.stream("The quick brown fox", greedy, CancelAfter(5))
+    cut = stream.text()
+    assert stream.completion_tokens == 5 and stream.finish_reason == "stop"
+    assert cut and full.startswith(cut) and len(cut) < len(full)
 
 
 def test_closing_a_stream_cancels_it():
@@ -120,7 +135,8 @@ def test_adapter_folder_from_train_loads_with_its_chat_format(tiny_model_dir, tm
     engine = TransformersEngine.load(str(out))
     assert engine.chat_format.name == "bayling-v1" and engine.name == "run"
     assert engine.render([{"role": "user", "content": "hi"}]).endswith("### Instruction:\nhi\n### Response:\n")
-    assert engine.chat([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=3))[0] is not None
+    reply = engine.chat([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=3, temperature=0.0))[0]
+    assert isinstance(reply, str) and "### Response" not in reply and "</s>" not in reply
     from bayling.infer.backends import load_engine
 
     assert load_engine(str(tiny_model_dir), adapter=str(out)).chat_format.name == "bayling-v1"

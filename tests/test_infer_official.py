@@ -7,14 +7,48 @@ import shutil
 
 import pytest
 
-from bayling.infer.official import LLAMA3_STOP_IDS, OFFICIAL, detect_official
+from bayling.chat_formats import FORMATS
+from bayling.infer.official import LLAMA3_STOP_IDS, LLAMA3_VOCAB, OFFICIAL, detect_official
+
+# Expectations taken from the released sources, not from bayling's own table:
+# - BayLing v1 (7B/13B v1.0, 13B v1.1): the "BayLing" conversation template of ictnlp/BayLing,
+#   bayling/conversation.py (commit 0d3d2a2): this system text, then sep "\n"; each user turn
+#   "### Instruction:\n" + text + "\n"; each reply "### Response:\n" + text + "</s>" + "\n".
+# - Meta's Llama 3 tokenizer: <|end_of_text|> 128001, <|eot_id|> 128009, vocabulary 128256.
+# - LLaMA 1/2 tokenizer: vocabulary 32000.
+# UNVERIFIED (no released file read): BayLing-2-7B/13B using the v1 template; the
+# BayLing-2-llama-3-8B system prompt; that its generation_config stops on 128001 only.
+OFFICIAL_V1_SYSTEM = ("I am an intelligent language assistant developed by the NLP Group of ICT/CAS.\n"
+                      "Below is a dialog consisting of instructions and responses. "
+                      "Write a response that completes the request.\n")
+
+
+def official_v1_prompt(turns: list[tuple[str, str | None]]) -> str:
+    """ictnlp/BayLing's SeparatorStyle.BAYLING get_prompt, written out for these values."""
+    out = OFFICIAL_V1_SYSTEM + "\n"
+    for user, reply in turns:
+        out += "### Instruction:\n" + user + "\n"
+        out += "### Response:\n" + (reply + "</s>" + "\n" if reply is not None else "")
+    return out
+
+
+def test_v1_template_renders_as_the_released_code_does():
+    msgs = [{"role": "user", "content": "Translate into Chinese: Good morning."},
+            {"role": "assistant", "content": "早上好。"},
+            {"role": "user", "content": "Make it more formal."}]
+    expected = official_v1_prompt([("Translate into Chinese: Good morning.", "早上好。"), ("Make it more formal.", None)])
+    assert FORMATS["bayling-v1"].render(msgs, add_generation_prompt=True) == expected
+
+
+def test_llama3_ids_are_meta_s():
+    assert (LLAMA3_STOP_IDS, LLAMA3_VOCAB) == ((128001, 128009), 128256)
 
 
 @pytest.mark.parametrize("name,fmt", [
     ("ICTNLP/bayling-7b-diff", "bayling-v1"),
     ("ICTNLP/bayling-13b-v1.1", "bayling-v1"),
     ("/models/bayling-13b-diff", "bayling-v1"),
-    ("ICTNLP/BayLing-2-7B", "bayling-v1"),
+    ("ICTNLP/BayLing-2-7B", "bayling-v1"),  # unverified: the v1 template is assumed for BayLing-2-7B/13B
     ("ICTNLP/BayLing-2-13B", "bayling-v1"),
     ("ICTNLP/BayLing-2-llama-3-8B", "bayling2-llama3"),
     ("/data/bayling2_llama3_8b", "bayling2-llama3"),

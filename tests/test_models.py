@@ -27,14 +27,14 @@ def test_cache_dir_honours_bayling_home(tmp_path, monkeypatch):
     assert (tmp_path / "home").is_dir()
 
 
-def _fake_convert(calls_file):
+def _fake_convert(calls_file, wait_for=None):
     def convert(gguf, out):
         import os
-        import time
 
         with open(calls_file, "a") as f:
             f.write("x\n")
-        time.sleep(0.3)  # a slow conversion: a racing process must wait, not convert again
+        if wait_for is not None:
+            wait_for()
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text("{}")
         (out / models._COMPLETE).write_text(json.dumps({"files": models._manifest(out)}))
@@ -42,11 +42,37 @@ def _fake_convert(calls_file):
     return convert
 
 
-def _resolve_in_child(home, calls_file):
+def _resolve_in_child(home, calls_file, arrived, both_arrived):
+    """Resolve the embedded model, reporting when this process reaches the lock (or, without one, the check)."""
     import os
 
+    import filelock
+
     os.environ["BAYLING_HOME"] = home
-    models._convert_gguf = _fake_convert(calls_file)
+    reported = []
+
+    def arrive():
+        if not reported:
+            reported.append(1)
+            arrived.release()
+
+    class ObservedLock(filelock.FileLock):
+        def acquire(self, *a, **kw):
+            arrive()
+            return super().acquire(*a, **kw)
+
+    is_complete = models._is_complete
+
+    def observed_is_complete(folder):
+        done = is_complete(folder)
+        arrive()  # after looking: a lock-free racer has seen no cache by now
+        return done
+
+    filelock.FileLock = ObservedLock
+    models._is_complete = observed_is_complete
+    # The converting process holds on until the other one has reached the lock: the two overlap
+    # for certain, and without the lock the other would find no cache and convert again.
+    models._convert_gguf = _fake_convert(calls_file, wait_for=lambda: both_arrived.wait(60))
     models.EMBEDDED["gemma3-270m"] = models.EmbeddedModel("gemma3-270m", "", "gemma", lambda: None, "")
     resolve_model_path("gemma3-270m")
 
@@ -54,11 +80,16 @@ def _resolve_in_child(home, calls_file):
 def test_two_processes_convert_once(tmp_path):
     calls = tmp_path / "calls"
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_resolve_in_child, args=(str(tmp_path / "home"), str(calls))) for _ in range(2)]
+    arrived, both_arrived = ctx.Semaphore(0), ctx.Event()
+    procs = [ctx.Process(target=_resolve_in_child, args=(str(tmp_path / "home"), str(calls), arrived, both_arrived))
+             for _ in range(2)]
     for p in procs:
         p.start()
+    for _ in procs:
+        assert arrived.acquire(timeout=60)
+    both_arrived.set()
     for p in procs:
-        p.join(30)
+        p.join(60)
         assert p.exitcode == 0
     assert calls.read_text().count("x") == 1
 

@@ -147,44 +147,74 @@ def test_unknown_paths_and_methods(tiny_server):
     assert r.status_code == 405 and "error" in r.json()
 
 
-def test_full_queue_gets_429_and_memory_stays_bounded():
-    slow = FakeEngine(token_latency=0.05)  # 20 words take about a second
+class Held:
+    """A FakeEngine reply that starts generating and then waits until the test lets it go."""
+
+    def __init__(self):
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __call__(self, target) -> str:
+        self.started.release()
+        assert self.release.wait(30), "never released"
+        return "done"
+
+
+def _health(server) -> dict:
+    return httpx.get(server.url + "/health").json()
+
+
+def _wait_for(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_full_queue_gets_429_and_the_queue_stays_bounded():
+    held = Held()
     limits = Limits(max_concurrent=1, max_waiting=1)
-    with BackgroundServer(create_app(slow, limits=limits)) as server:
-        body = {"messages": [{"role": "user", "content": " ".join(["w"] * 20)}], "max_tokens": 30}
+    with BackgroundServer(create_app(FakeEngine(held), limits=limits)) as server:
+        body = {"messages": [{"role": "user", "content": "w"}], "max_tokens": 30}
         results: list[int] = []
-
-        def call():
-            results.append(_post(server, "/v1/chat/completions", body, key=None).status_code)
-
-        threads = [threading.Thread(target=call) for _ in range(4)]
-        for t in threads:
-            t.start()
-            time.sleep(0.05)
-        for t in threads:
-            t.join()
-        assert sorted(results) == [200, 200, 429, 429]
-        r = _post(server, "/v1/chat/completions", body, key=None)  # the queue has drained
-        assert r.status_code == 200
-        health = httpx.get(server.url + "/health").json()
-        assert health["running"] == 0 and health["waiting"] == 0
+        admitted = [threading.Thread(target=lambda: results.append(
+            _post(server, "/v1/chat/completions", body, key=None).status_code)) for _ in range(2)]
+        admitted[0].start()
+        assert held.started.acquire(timeout=30)  # the first is generating
+        admitted[1].start()
+        _wait_for(lambda: _health(server)["waiting"] == 1, "the second request to queue")
+        # Full: every further request is refused at once, and the line does not grow.
+        for _ in range(20):
+            r = _post(server, "/v1/chat/completions", body, key=None)
+            assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full"
+        health = _health(server)
+        assert (health["running"], health["waiting"]) == (1, 1)
+        held.release.set()
+        for t in admitted:
+            t.join(30)
+        assert results == [200, 200]
+        assert _post(server, "/v1/chat/completions", body, key=None).status_code == 200  # drained
+        assert _health(server)["running"] == 0 and _health(server)["waiting"] == 0
 
 
 def test_429_body_is_openai_style_and_the_client_sees_it():
     from openai import OpenAI, RateLimitError
 
-    slow = FakeEngine(token_latency=0.05)
-    with BackgroundServer(create_app(slow, limits=Limits(max_concurrent=1, max_waiting=0))) as server:
+    held = Held()
+    with BackgroundServer(create_app(FakeEngine(held), limits=Limits(max_concurrent=1, max_waiting=0))) as server:
         blocker = threading.Thread(target=_post, args=(server, "/v1/chat/completions",
-                                                       {"messages": [{"role": "user", "content": "a " * 20}]}))
+                                                       {"messages": [{"role": "user", "content": "a"}]}))
         blocker.start()
-        time.sleep(0.2)
-        with pytest.raises(RateLimitError) as err:
-            OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
-                model="fake", messages=[{"role": "user", "content": "hi"}])
-        assert err.value.body["code"] == "queue_full"
-        assert err.value.response.headers["Retry-After"] == "1"
-        blocker.join()
+        assert held.started.acquire(timeout=30)  # admitted and generating: the server is full
+        try:
+            with pytest.raises(RateLimitError) as err:
+                OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
+                    model="fake", messages=[{"role": "user", "content": "hi"}])
+            assert err.value.body["code"] == "queue_full"
+            assert err.value.response.headers["Retry-After"] == "1"
+        finally:
+            held.release.set()
+            blocker.join(30)
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -210,13 +240,20 @@ def test_client_disconnect_cancels_generation(stream):
 
 
 def test_tiny_model_generation_is_cancelled_mid_stream(tiny_engine):
-    cancel = threading.Event()
     from bayling.infer.engine import GenerationConfig
 
-    stream = tiny_engine.stream("The quick brown fox", GenerationConfig(max_new_tokens=400), cancel)
-    threading.Timer(0.05, cancel.set).start()
-    stream.text()
-    assert stream.completion_tokens < 400
+    greedy = GenerationConfig(max_new_tokens=120, temperature=0.0)
+    baseline = tiny_engine.stream("The quick brown fox", greedy)
+    full = baseline.text()
+    assert baseline.completion_tokens == 120  # uncancelled, this prompt runs to the cap
+    cancel = threading.Event()
+    stream = tiny_engine.stream("The quick brown fox", greedy, cancel)
+    pieces = []
+    for piece in stream:  # the consumer cancels on the first piece, from its own thread
+        pieces.append(piece)
+        cancel.set()
+    assert stream.completion_tokens < 120 and stream.finish_reason == "stop"
+    assert full.startswith("".join(pieces))
 
 
 def test_translate_endpoint_and_page(tiny_server):

@@ -1,6 +1,10 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,12 @@ from bayling.chat_formats import get_format
 from bayling.train import TrainConfig, train
 from bayling.train.dataset import IGNORE, TrainDataError, read_conversations, tokenize_conversations, to_messages
 from bayling.train.packing import Collator, pack, packing_efficiency
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses run this checkout's code, one thread each (two runs share the machine's cores).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+CLI = [sys.executable, "-m", "bayling.cli", "train"]
 
 
 def write_convs(path, n=24, turns=2):
@@ -146,12 +156,19 @@ def test_packing_is_dense_and_does_not_leak_attention(tiny_model_dir, tiny_token
             start += len(ex)
 
 
-def test_nothing_trainable_fails_before_loading_a_model(tmp_path):
+def test_nothing_trainable_fails_before_loading_a_model(tiny_model_dir, tmp_path):
+    # A folder whose tokenizer loads but whose weights do not exist: reaching the model would
+    # raise an OSError about missing weights instead of the data error.
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if not f.name.endswith(".safetensors"):
+            (no_weights / f.name).write_bytes(f.read_bytes())
     path = tmp_path / "empty.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     with pytest.raises(TrainDataError, match="nothing trainable"):
-        train(TrainConfig(data=str(path), out=str(tmp_path / "run"), model="/nonexistent/never-loaded"
-                          if False else "gemma3-270m", max_steps=1))
+        train(TrainConfig(data=str(path), out=str(tmp_path / "run"), model=str(no_weights), chat_format="chatml",
+                          max_steps=1))
 
 
 def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path):
@@ -170,11 +187,6 @@ def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path)
 
     model, tok = load_model(str(out))  # the adapter folder alone is enough (merged for inference)
     assert "<|im_start|>" in tok.chat_template
-    unmerged, _ = load_model(str(out), merge=False)
-    assert type(unmerged).__name__.startswith("Peft") and not type(model).__name__.startswith("Peft")
-    ids = torch.tensor([[5, 6, 7, 8]])
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids).logits, unmerged(ids).logits, atol=1e-4, rtol=1e-4)
 
     # Resume: more steps continue the same step count and loss curve.
     s2 = train(TrainConfig(**{**cfg, "max_steps": 6, "resume": True}))
@@ -235,49 +247,168 @@ def test_cli_error_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
 
 
-def test_two_process_gloo_run_agrees_on_loss(tiny_model_dir, tmp_path):
-    """The distributed path (torchrun -> Trainer -> DDP on gloo): both ranks see the same loss."""
+def _adapter(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def _losses(folder: Path) -> list[tuple[int, float]]:
+    history = json.loads((folder / "train_summary.json").read_text())["log_history"]
+    return [(h["step"], h["loss"]) for h in history if "loss" in h]
+
+
+def _assert_same_training(a: Path, b: Path, rtol: float):
+    (steps_a, loss_a), (steps_b, loss_b) = zip(*_losses(a)), zip(*_losses(b))
+    assert steps_a == steps_b
+    torch.testing.assert_close(torch.tensor(loss_a), torch.tensor(loss_b), atol=0, rtol=rtol)
+    wa, wb = _adapter(a), _adapter(b)
+    assert wa.keys() == wb.keys()
+    assert max(w.abs().max().item() for k, w in wa.items() if "lora_B" in k) > 1e-3  # it trained
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-3, msg=k)
+
+
+def _json_complete(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    """SIGKILL `bayling train` once a checkpoint is on disk; --resume ends where an unbroken run does."""
+    data = write_convs(tmp_path / "c.jsonl", n=16)
+    args = ["--data", str(data), "--model", str(tiny_model_dir), "--chat-format", "chatml", "--max-steps", "40",
+            "--batch-size", "2", "--max-len", "96", "--save-steps", "4", "--lr", "5e-3", "--seed", "7"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    baseline = subprocess.Popen(CLI + args + ["--out", str(whole)], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(CLI + args + ["--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        # A tiny step takes ~30 ms: 40 steps leave a second or more after the first checkpoint to kill in.
+        first = killed / "checkpoints" / "checkpoint-4" / "trainer_state.json"  # the checkpoint's last file
+        deadline = time.monotonic() + 300
+        while not _json_complete(first):
+            assert victim.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.01)
+        assert victim.poll() is None, "finished before it could be killed"
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait() == -signal.SIGKILL
+    finally:
+        victim.kill()
+    assert not (killed / "train_summary.json").exists()  # it really died mid-run
+
+    r = subprocess.run(CLI + args + ["--out", str(killed), "--resume"], env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import re
+
+    resumed_at = int(re.search(r"resume.*checkpoint-(\d+)", r.stderr.replace("\n", "")).group(1))
+    assert r.stdout.count("'loss'") == 40 - resumed_at  # only the steps after the checkpoint were redone
+    assert baseline.wait(timeout=300) == 0, baseline.stderr.read()[-2000:]
+    assert [s for s, _ in _losses(killed)] == list(range(1, 41))
+    _assert_same_training(killed, whole, rtol=1e-4)
+
+
+def test_two_ranks_of_batch_b_train_like_one_rank_of_batch_2b(tiny_model_dir, tmp_path):
+    """torchrun -> Trainer -> DDP on gloo: data sharding and the loss scaling across ranks.
+
+    2 processes x 2 rows per step must see the same rows and take the same steps as 1 process x 4
+    rows (dropout off, so the only difference is where the sums are done).
+    """
     import shutil
 
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     data = write_convs(tmp_path / "c.jsonl", n=32)
-    out = tmp_path / "ddp"
-    r = subprocess.run(
-        ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bayling.cli", "train",
-         "--data", str(data), "--out", str(out), "--model", str(tiny_model_dir), "--chat-format", "chatml",
-         "--max-steps", "3", "--batch-size", "2", "--max-len", "96"],
-        capture_output=True, text=True, timeout=180,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    ranks = [[json.loads(line) for line in (out / "rank_losses" / f"rank{i}.jsonl").read_text().splitlines()]
-             for i in range(2)]
-    assert len(ranks[0]) == 3
-    assert ranks[0] == ranks[1]
-    assert (out / "adapter_model.safetensors").is_file()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lora_dropout: 0.0\n")
+    args = [str(recipe), "--data", str(data), "--model", str(tiny_model_dir), "--chat-format", "chatml",
+            "--max-steps", "3", "--max-len", "96", "--lr", "5e-3"]
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    two = subprocess.Popen(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "bayling.cli", "train", *args,
+                            "--batch-size", "2", "--out", str(ddp)],
+                           env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    one = subprocess.run(CLI + args + ["--batch-size", "4", "--out", str(single)], env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.wait(timeout=300) == 0, two.stderr.read()[-2000:]
+    ranks = [(ddp / "rank_losses" / f"rank{i}.jsonl").read_text().splitlines() for i in range(2)]
+    assert len(ranks[0]) == 3 and ranks[0] == ranks[1]
+    _assert_same_training(ddp, single, rtol=1e-4)
 
 
-def _short_lora_run(tiny_model_dir, tmp_path, steps: int):
-    """A few LoRA steps on the tiny model with a high learning rate, so the adapter is not ~zero."""
-    data = write_convs(tmp_path / "c.jsonl", n=8)
-    out = tmp_path / "run"
-    train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
-                      max_steps=steps, batch_size=2, max_len=128, lr=5e-3))
-    return out
+PROMPT = [{"role": "user", "content": "Translate into German: the dog sleeps."}]
+REPLY = "Der Hund schläft."
+IDS = torch.tensor([[5, 6, 7, 8]])
 
 
-def test_merge_folds_the_adapter_into_full_weights(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def learned(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter trained until the tiny model has memorised one reply (16 steps, ~10 s)."""
+    tmp = tmp_path_factory.mktemp("learned")
+    data = tmp / "one.jsonl"
+    data.write_text((json.dumps({"messages": PROMPT + [{"role": "assistant", "content": REPLY}]}) + "\n") * 8)
+    out = tmp / "run"
+    summary = train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="chatml",
+                                max_steps=16, batch_size=2, max_len=64, lr=1e-2, packing=False, save_steps=1000))
+    return out, summary
+
+
+def _logits(model, ids=IDS):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _shift_from_base(tiny_model_dir, model) -> float:
+    """How far a trained model's logits are from the base's: ~0 would mean the adapter does nothing."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    return (_logits(model) - _logits(base)).abs().max().item()
+
+
+def test_lora_learns_a_reply_it_can_memorise(learned, tiny_model_dir):
+    from bayling.infer.engine import GenerationConfig, TransformersEngine
+
+    out, summary = learned
+    losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert len(losses) == 16
+    # The frozen tied head bounds the tiny model's logits (~±0.8), so the loss cannot go far below
+    # ln(vocab) = 6.4; 6.37 -> 5.82 measured. What it can do is make the reply the greedy one.
+    assert losses[-1] < losses[0] - 0.3, losses
+    greedy = GenerationConfig(max_new_tokens=12, temperature=0.0)
+    tuned = TransformersEngine.load(str(out)).chat([PROMPT], greedy)[0]
+    base = TransformersEngine.load(str(tiny_model_dir), chat_format="chatml").chat([PROMPT], greedy)[0]
+    assert tuned == REPLY and base != REPLY
+
+
+def test_merged_and_unmerged_adapter_agree(learned, tiny_model_dir):
+    from bayling.models import load_model
+
+    out, _ = learned
+    merged, _ = load_model(str(out))
+    unmerged, _ = load_model(str(out), merge=False)
+    assert type(unmerged).__name__.startswith("Peft") and not type(merged).__name__.startswith("Peft")
+    assert _shift_from_base(tiny_model_dir, merged) > 0.1  # measured 0.53: the equality below means something
+    torch.testing.assert_close(_logits(merged), _logits(unmerged), atol=1e-4, rtol=1e-4)
+
+
+def test_merge_folds_the_adapter_into_full_weights(learned, tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import merge_adapter
 
-    out = _short_lora_run(tiny_model_dir, tmp_path, steps=3)
+    out, _ = learned
     merged = merge_adapter(out, tmp_path / "merged")
     assert not (merged / "adapter_config.json").exists()
-    ids = torch.tensor([[5, 6, 7, 8]])
     peft_model, _ = load_model(str(out), merge=False)
     full, tok = load_model(str(merged))
-    with torch.no_grad():
-        torch.testing.assert_close(full(ids).logits, peft_model(ids).logits, atol=1e-4, rtol=1e-4)
+    assert _shift_from_base(tiny_model_dir, full) > 0.1
+    torch.testing.assert_close(_logits(full), _logits(peft_model), atol=1e-4, rtol=1e-4)
     assert "<|im_start|>" in tok.chat_template
 
 
@@ -321,17 +452,73 @@ def test_chunked_loss_matches_on_the_embedded_gemma(tmp_path):
     torch.testing.assert_close(ours, reference, atol=2e-4, rtol=2e-4)
 
 
-def test_packed_adapter_is_small_and_equivalent(tiny_model_dir, tmp_path):
+def test_packed_adapter_is_small_and_equivalent(learned, tiny_model_dir, tmp_path):
     from bayling.models import load_model
     from bayling.train.merge import pack_adapter
 
-    out = _short_lora_run(tiny_model_dir, tmp_path, steps=2)
+    out, _ = learned
     packed = pack_adapter(out, tmp_path / "packed")
     assert not (packed / "tokenizer.json").exists()
     size = (packed / "adapter_model.safetensors").stat().st_size
     assert size < (out / "adapter_model.safetensors").stat().st_size * 0.6  # bf16
     a, _ = load_model(str(out))
     b, tok = load_model(str(packed))  # tokenizer from the base, format from bayling.json
-    ids = torch.tensor([[5, 6, 7, 8]])
+    assert _shift_from_base(tiny_model_dir, b) > 0.1  # ten times the tolerance below
+    torch.testing.assert_close(_logits(a), _logits(b), atol=1e-2, rtol=1e-2)
+
+
+# Span edges are where a real tokenizer's merges bite: replies that open with a space, a newline,
+# punctuation or CJK, end in spaces, or hold the template's own markers as text.
+EDGE_REPLIES = [" leading space", "\nleading newline", "「引号」开头。", "trailing spaces   ", "...", "model\nmodel",
+                "<start_of_turn> as text", "emoji 🦊 end 🦊", "1", "ends in blank lines\n\n"]
+
+
+@pytest.mark.slow
+def test_assistant_spans_on_the_gemma_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    from bayling.models import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("gemma3-270m"))
+    convs = []
+    for i, reply in enumerate(EDGE_REPLIES):
+        msgs = [{"role": "user", "content": f"Question {i} "}, {"role": "assistant", "content": reply},
+                {"role": "user", "content": "again?"}, {"role": "assistant", "content": reply[::-1] or "x"}]
+        if i % 2:
+            msgs.insert(0, {"role": "system", "content": "Be brief."})
+        convs.append((f"c{i}", msgs))
+    examples, stats = tokenize_conversations(convs, tok, get_format("gemma", tok), 512)
+    assert stats.kept == len(EDGE_REPLIES)
+    for (_, msgs), ex in zip(convs, examples):
+        # Measured: Gemma merges a reply's leading newlines with the template's "model\n" into one
+        # token, which is not trained (only tokens wholly inside the reply are); serving strips
+        # leading blanks of a reply too (Engine._stream_chat).
+        expected = [m["content"].lstrip("\n") + "<end_of_turn>" for m in msgs if m["role"] == "assistant"]
+        assert decoded_trained_spans(tok, ex) == expected
+        assert tok.decode(ex.input_ids) == get_format("gemma", tok).render(msgs)
+
+
+@pytest.mark.slow
+def test_packing_does_not_leak_attention_on_the_embedded_gemma(tmp_path):
+    """Gemma 3's sliding-window and global layers, packed rows vs each conversation alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bayling.models import resolve_model_path
+
+    path = resolve_model_path("gemma3-270m")
+    tok = AutoTokenizer.from_pretrained(path)
+    data = write_convs(tmp_path / "c.jsonl", n=6)
+    examples, _ = tokenize_conversations(read_conversations(data), tok, get_format("gemma", tok), 512)
+    rows = pack(examples, 512)
+    row = max(rows, key=lambda r: len(r.examples))
+    assert len(row.examples) >= 3
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    model.config.use_cache = False
+    batch = Collator(tok.pad_token_id)([row])
     with torch.no_grad():
-        torch.testing.assert_close(a(ids).logits, b(ids).logits, atol=1e-2, rtol=1e-2)
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for ex in row.examples:
+            alone = model(input_ids=torch.tensor([ex.input_ids]), use_cache=False).logits[0]
+            torch.testing.assert_close(packed[start : start + len(ex)], alone, atol=2e-3, rtol=2e-3)
+            start += len(ex)

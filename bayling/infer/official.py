@@ -5,6 +5,10 @@ FastChat-style loaders pick a template by substring ("bayling" in the path -> th
 chat format and ends turns with <|eot_id|> (128009), while its generation config stops only on
 <|end_of_text|> (128001). `detect_official` checks the Llama-3 signs first, so that model gets
 the right format and both stop ids.
+
+Checked against released sources (tests/test_infer_official.py): the v1 template (ictnlp/BayLing
+conversation.py) and the Llama 3 token ids. Unverified: the BayLing-2-7B/13B template (assumed
+v1's), the BayLing-2-llama-3-8B system prompt, and that its generation config lists 128001 only.
 """
 
 from __future__ import annotations

@@ -212,6 +212,10 @@ def train(cfg: TrainConfig) -> dict:
     console = Console(stderr=True)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    # The LoRA init draws from torch's RNG before the Trainer seeds it: without this, one seed gave two runs.
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     if not cfg.data:
         raise ValueError("no training data: pass --data FILE (JSONL or a datasets folder)")
     if not Path(cfg.data).exists():
