@@ -329,7 +329,7 @@ def test_the_api_key_holds_under_a_mount(how):
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "You said: hi"
 
 
-def _wait_for(predicate, seconds: float = 5.0) -> bool:
+def _eventually(predicate, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -342,8 +342,8 @@ def test_translate_is_cancelled_when_its_client_leaves():
         body = {"text": "w " * 200, "src_lang": "en", "tgt_lang": "de", "max_tokens": 200}
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(server.url + "/v1/translate", json=body, timeout=0.5)
-        assert _wait_for(lambda: slow.cancelled == 1)  # stopped long before its 10 s of words
-        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
+        assert _eventually(lambda: slow.cancelled == 1)  # stopped long before its 10 s of words
+        assert _eventually(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
 
 
 def test_departed_clients_leave_the_queue_at_once():
@@ -357,7 +357,7 @@ def test_departed_clients_leave_the_queue_at_once():
 
         blocker = threading.Thread(target=leave_after, args=(1.5,))
         blocker.start()
-        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 1)
+        assert _eventually(lambda: httpx.get(server.url + "/health").json()["running"] == 1)
         queued = [threading.Thread(target=leave_after, args=(0.3,)) for _ in range(4)]
         for t in queued:
             t.start()
@@ -367,7 +367,7 @@ def test_departed_clients_leave_the_queue_at_once():
         health = httpx.get(server.url + "/health").json()
         assert (health["running"], health["waiting"]) == (1, 0)
         blocker.join()
-        assert _wait_for(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
+        assert _eventually(lambda: httpx.get(server.url + "/health").json()["running"] == 0)
         assert slow.calls == 1  # the departed four were never started
 
 

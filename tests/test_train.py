@@ -326,7 +326,7 @@ def test_two_ranks_of_batch_b_train_like_one_rank_of_batch_2b(tiny_model_dir, tm
         pytest.skip("torchrun not on PATH")
     data = write_convs(tmp_path / "c.jsonl", n=32)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("train:\n  lora_dropout: 0.0\n")
+    recipe.write_text("train:\n  lora_dropout: 0.0\n  bf16: false\n")  # fp32: bf16 rounding differs with the reduction order
     args = [str(recipe), "--data", str(data), "--model", str(tiny_model_dir), "--chat-format", "chatml",
             "--max-steps", "3", "--max-len", "96", "--lr", "5e-3"]
     ddp, single = tmp_path / "ddp", tmp_path / "single"
@@ -522,3 +522,45 @@ def test_packing_does_not_leak_attention_on_the_embedded_gemma(tmp_path):
             alone = model(input_ids=torch.tensor([ex.input_ids]), use_cache=False).logits[0]
             torch.testing.assert_close(packed[start : start + len(ex)], alone, atol=2e-3, rtol=2e-3)
             start += len(ex)
+
+
+def test_checkpoint_selection_keeps_the_best_scored_weights(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from bayling.corpus import Pair
+    from bayling.train.select import best_point, read_curve, write_select_set
+
+    data = write_convs(tmp_path / "c.jsonl", n=16)
+    select = tmp_path / "dev.jsonl"
+    write_select_set(select, [Pair(f"the dog {i} sleeps.", f"Der Hund {i} schläft.", "eng_Latn", "deu_Latn", "x")
+                              for i in range(4)])
+    out = tmp_path / "sel"
+    s = train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="gemma", max_steps=5,
+                          batch_size=2, max_len=128, save_steps=2, save_total_limit=1, select_set=str(select),
+                          select_max_new_tokens=8, lr=5e-3))
+    curve = read_curve(out)
+    assert [p["step"] for p in curve] == [2, 4, 5]  # every save, then the final weights
+    assert all(p["n"] == 4 and 0 <= p["chrf"] <= 100 and "off_target_rate" in p for p in curve)
+    best = best_point(curve)
+    assert s["selection"]["best_step"] == best["step"] and s["selection"]["curve"] == curve
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    if best["checkpoint"] is not None:  # the best checkpoint survives rotation and is the run's model
+        kept = load_file(str(Path(best["checkpoint"]) / "adapter_model.safetensors"))
+        assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
+    assert best_point([{"step": 2, "chrf": 5.0}, {"step": 4, "chrf": 5.0}])["step"] == 2
+
+
+def test_loading_a_checkpoint_restores_its_adapter(tiny_model_dir, tmp_path):
+    from peft import get_peft_model_state_dict
+
+    from bayling.models import load_model
+    from bayling.train.select import load_checkpoint_weights
+
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    train(TrainConfig(data=str(data), out=str(tmp_path / "r"), model=str(tiny_model_dir), chat_format="gemma",
+                      max_steps=4, batch_size=2, max_len=128, save_steps=2, save_total_limit=3, lr=5e-3))
+    model, _ = load_model(str(tiny_model_dir), adapter=str(tmp_path / "r" / "checkpoints" / "checkpoint-4"), merge=False)
+    before = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    load_checkpoint_weights(model, tmp_path / "r" / "checkpoints" / "checkpoint-2")
+    after = get_peft_model_state_dict(model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)

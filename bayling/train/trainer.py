@@ -60,6 +60,10 @@ class TrainConfig:
     # auto: eager on CPU (packed rows' block mask costs sdpa's CPU kernel ~20% more per token:
     # bench/bench_train.py), sdpa on GPUs (flash / memory-efficient kernels).
     attn_implementation: str = "auto"
+    # Checkpoint selection: a JSONL of held-out dev pairs (bayling.train.select) scored at every save;
+    # the run's model is the best checkpoint by chrF. None: the last step is the model.
+    select_set: str | None = None
+    select_max_new_tokens: int = 96
     tensorboard: bool = False
     resume: bool = False
     torch_threads: int | None = None
@@ -308,13 +312,20 @@ def train(cfg: TrainConfig) -> dict:
         **cfg.extra,
     )
     avg_row = sum(len(r) for r in rows) / len(rows)
+    callbacks = [_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size), _rank_loss_recorder(out)]
+    if cfg.select_set:
+        from bayling.train.select import selection_callback
+
+        out.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume:
+            (out / "select_curve.jsonl").unlink(missing_ok=True)
+        callbacks.append(selection_callback(cfg.select_set, out, tokenizer, fmt, bf16, cfg.select_max_new_tokens))
     trainer = _sft_trainer_class()(
         model=model,
         args=args,
         train_dataset=rows,
         data_collator=Collator(tokenizer.pad_token_id, packed=cfg.packing),
-        callbacks=[_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size),
-                   _rank_loss_recorder(out)],
+        callbacks=callbacks,
     )
     resume = None
     if cfg.resume:
@@ -326,6 +337,7 @@ def train(cfg: TrainConfig) -> dict:
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     secs = time.perf_counter() - t0
+    selection = _select_best(trainer, cfg, tokenizer, fmt, bf16, out, console) if cfg.select_set else None
 
     summary = {
         "base_model": cfg.model,
@@ -339,10 +351,34 @@ def train(cfg: TrainConfig) -> dict:
         "final_loss": _last_loss(trainer.state.log_history),
         "train_seconds": round(secs, 1),
         "log_history": trainer.state.log_history,
+        "selection": selection,
     }
     if trainer.is_world_process_zero():
         _save_outputs(trainer, tokenizer, fmt, out, summary)
     return summary
+
+
+def _select_best(trainer, cfg: TrainConfig, tokenizer, fmt, bf16: bool, out: Path, console) -> dict | None:
+    """Score the final weights if no save did, then put the best scored weights in the model."""
+    from bayling.train.select import CURVE, best_point, load_checkpoint_weights, read_curve, read_select_set, score_model
+
+    if not trainer.is_world_process_zero():  # only the main process scores and saves
+        return None
+    step = trainer.state.global_step
+    curve = [p for p in read_curve(out) if p["step"] <= step]
+    if not curve or curve[-1]["step"] != step:
+        point = score_model(trainer.model, tokenizer, fmt, read_select_set(cfg.select_set), bf16,
+                            cfg.select_max_new_tokens, 8)
+        point.update(step=step, checkpoint=None)  # the weights in memory
+        with (out / CURVE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(point) + "\n")
+        curve.append(point)
+    best = best_point(curve)
+    if best is not None and best["step"] != step:
+        load_checkpoint_weights(trainer.model, best["checkpoint"])
+    console.print(f"[bold]select[/] best chrF {best['chrf']:.1f} at step {best['step']} of {step} "
+                  f"(dev slice of {best['n']} pairs)")
+    return {"curve": curve, "best_step": best["step"], "best_chrf": best["chrf"], "select_set": cfg.select_set}
 
 
 def _last_loss(history: list[dict]) -> float | None:
