@@ -28,13 +28,22 @@ class DataSource:
     limit: int | None = None
 
 
+def _build_default(name: str):
+    from bayling.data.build import BuildConfig
+
+    return BuildConfig.__dataclass_fields__[name].default  # one home for the data defaults
+
+
 @dataclass
 class DataSection:
     sources: list[DataSource] = field(default_factory=lambda: [DataSource("sample")])
     seed: int = 7
     per_line: int = 1
-    max_turns: int = 5
-    crosslingual: float = 0.2
+    max_turns: int = field(default_factory=lambda: _build_default("max_turns"))
+    sessions: str = field(default_factory=lambda: _build_default("sessions"))  # refine (v2) or v1
+    multi_turn: float = field(default_factory=lambda: _build_default("multi_turn"))
+    into_english: float = field(default_factory=lambda: _build_default("into_english"))
+    crosslingual: float = field(default_factory=lambda: _build_default("crosslingual"))
     single_turn: bool = False  # ALMA-style ablation: keep only the first translation turn
     filter: bool = True
     teacher: dict[str, Any] | None = None  # TeacherConfig fields (base_url, model, ...): teacher mode
@@ -57,6 +66,15 @@ class EvalSection:
 
 
 @dataclass
+class SelectSection:
+    """Checkpoint selection: the last `lines` lines of FLORES-200 dev, in every eval direction, are
+    held out of the training data and score each saved checkpoint (never devtest)."""
+
+    lines: int = 0  # 0: no selection, the last step is the model
+    max_new_tokens: int = 64
+
+
+@dataclass
 class Recipe:
     name: str = "mini"
     out: str = "runs/mini"
@@ -64,6 +82,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: dict[str, Any] = field(default_factory=dict)
     eval: EvalSection = field(default_factory=EvalSection)
+    select: SelectSection = field(default_factory=SelectSection)
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Recipe":
@@ -71,13 +90,15 @@ class Recipe:
         data = dict(doc.pop("data", {}) or {})
         sources = [DataSource(**s) if isinstance(s, dict) else DataSource(str(s)) for s in data.pop("sources", ["sample"])]
         ev = dict(doc.pop("eval", {}) or {})
+        select = dict(doc.pop("select", {}) or {})
         known = {"name", "out", "model", "train"}
         unknown = set(doc) - known
         if unknown:
-            raise ValueError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, "
+            raise ValueError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, select, "
                              f"{', '.join(sorted(known - {'train'}))})")
         try:
-            return cls(data=DataSection(sources=sources, **data), eval=EvalSection(**ev), **doc)
+            return cls(data=DataSection(sources=sources, **data), eval=EvalSection(**ev), select=SelectSection(**select),
+                       **doc)
         except TypeError as err:
             raise ValueError(f"recipe: {err}") from None
 
@@ -140,8 +161,13 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
                 skipped.append(src.corpus)
                 continue
             used.append(src.corpus)
-            cfg = BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=src.limit, seed=r.data.seed,
+            limit = src.limit
+            if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
+                kept = _flores_lines(path, "dev") - r.select.lines
+                limit = kept if limit is None else min(limit, kept)
+            cfg = BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=limit, seed=r.data.seed,
                               per_line=r.data.per_line, max_turns=r.data.max_turns, crosslingual=r.data.crosslingual,
+                              sessions=r.data.sessions, multi_turn=r.data.multi_turn, into_english=r.data.into_english,
                               mode="teacher" if r.data.teacher else "reference")
             for rec in _teacher_records(cfg, r, out, len(used)) if r.data.teacher else build_conversations(cfg):
                 if r.data.single_turn:
@@ -192,13 +218,43 @@ def _first_turn_only(rec: dict) -> dict | None:
     return {"messages": msgs[: start + 2], "meta": meta}
 
 
+def _flores_lines(root: str, split: str) -> int:
+    from bayling.corpus import read_flores_multiway
+
+    return sum(1 for _ in read_flores_multiway(root, split, ["eng_Latn"]))
+
+
+def select_pairs(r: Recipe) -> list:
+    """The held-out selection slice: the last `select.lines` FLORES dev lines in every eval direction."""
+    from bayling.corpus import read_flores
+
+    root = _corpus_path("flores")
+    if not r.select.lines or root is None or not Path(root).exists():
+        return []
+    first = _flores_lines(root, "dev") - r.select.lines
+    pairs = []
+    for d in r.eval.directions:
+        src, _, tgt = d.partition("-")
+        pairs += list(itertools.islice(read_flores(root, "dev", pairs=[(src, tgt)]), first, None))
+    return pairs
+
+
 def stage_train(r: Recipe, out: Path, console) -> dict:
     from bayling.train import TrainConfig, train
+    from bayling.train.select import write_select_set
 
-    cfg = TrainConfig.from_dict({"model": r.model, **r.train, "data": str(out / "convs.jsonl"),
+    extra = {}
+    pairs = select_pairs(r)
+    if pairs:
+        write_select_set(out / "select.jsonl", pairs)
+        extra = {"select_set": str(out / "select.jsonl"), "select_max_new_tokens": r.select.max_new_tokens}
+    elif r.select.lines:
+        console.print("[yellow]select: FLORES-200 dev is not here; the last step is the model[/]")
+    cfg = TrainConfig.from_dict({"model": r.model, **r.train, **extra, "data": str(out / "convs.jsonl"),
                                  "out": str(out / "model"), "resume": (out / "model" / "checkpoints").is_dir()})
     summary = train(cfg)
-    return {k: summary[k] for k in ("global_step", "final_loss", "train_seconds", "packing_efficiency", "data")}
+    keys = ("global_step", "final_loss", "train_seconds", "packing_efficiency", "data", "selection")
+    return {k: summary.get(k) for k in keys}
 
 
 def _eval_pairs(r: Recipe):
@@ -215,6 +271,21 @@ def _eval_pairs(r: Recipe):
     return pairs, shots
 
 
+SOURCE_COPY_CHRF = 60.0  # a translation this close to its source (chrF) hands the source back
+
+
+def failure_rates(engine, pairs, hyps, max_new_tokens: int) -> dict:
+    """Shares of outputs that ran to max_new_tokens (runaway loops) and that copy the source."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    counted = hasattr(engine, "count_tokens")
+    runaway = [engine.count_tokens(h) >= max_new_tokens - 1 for h in hyps] if counted else []
+    copies = [bool(h.strip()) and chrf.sentence_score(h, [p.src]).score >= SOURCE_COPY_CHRF for p, h in zip(pairs, hyps)]
+    return {"max_new_tokens_rate": sum(runaway) / len(runaway) if runaway else None,
+            "source_copy_rate": sum(copies) / max(len(copies), 1)}
+
+
 def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
     """chrF/BLEU/off-target on held-out sentences, constraint inclusion, and a two-turn refinement check."""
     from bayling.eval.interactive import build_sessions, run_sessions, score_sessions
@@ -223,15 +294,18 @@ def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
     hyps = translate(engine, pairs, prompt=prompt, shots=shots, n_shots=r.eval.n_shots,
                      max_new_tokens=r.eval.max_new_tokens, chunk=r.eval.batch_size)
     scores = score_directions(pairs, hyps)
-    # Refinement: translate, then "make sure the translation uses X" with X from the reference.
+    # Refinement: translate, then "make sure the translation uses X", X a word of the reference
+    # that the first answer lacks (a real difference to fix).
     per = r.eval.sessions_per_direction
     chosen = pairs if per is None else [p for i, p in enumerate(pairs) if i % r.eval.limit < per]
-    sessions = build_sessions(chosen, kinds=["translate", "constraint"], seed=r.data.seed)
+    sessions = build_sessions(chosen, kinds=["translate", "constraint"], seed=r.data.seed, missing_terms=True)
     replies = run_sessions(engine, sessions, max_new_tokens=r.eval.max_new_tokens)
     inter = score_sessions(sessions, replies)
     constraint = inter["breakdown"]["turn_kind"].get("constraint", {})
+    failures = failure_rates(engine, pairs, hyps, r.eval.max_new_tokens)
     result = {
         "chrf": scores["chrf"], "bleu": scores["bleu"], "off_target_rate": scores.get("off_target_rate"),
+        **failures,
         "constraint_inclusion": constraint.get("constraint_ok_rate"),
         "refinement_on_target": constraint.get("on_target_rate"),
         "refinement_changed": constraint.get("changed_rate"),

@@ -31,8 +31,8 @@ def test_build_sessions_is_deterministic_and_scripted():
     kinds = [t["kind"] for t in a[0]["turns"]]
     assert kinds == ["translate", "constraint", "style", "length"]
     term = a[0]["turns"][1]["terms"][0]
-    assert term in PAIRS[0].tgt and len(term) in (2, 3)
-    assert a[1]["turns"][1]["terms"][0] in ("wunderbar", "wirklich", "Wetter")  # one of the longest words
+    assert term in {"我们", "今天", "公园", "散步"}  # a whole jieba word, never a span across words
+    assert a[1]["turns"][1]["terms"][0] in {"Wetter", "heute", "wirklich", "wunderbar", "schön"}  # 5+ letters
     assert a[0]["turns"][3]["max_length"] == 8 and "characters" in a[0]["turns"][3]["user"]
     with pytest.raises(EvalError, match="first must be 'translate'"):
         build_sessions(PAIRS, kinds=["style"])
@@ -69,3 +69,20 @@ def test_transcripts_round_trip_and_cli_with_tiny_model(tiny_model_dir, tmp_path
     assert out["sessions"] == 2 and set(out["breakdown"]["turn_kind"]) == {"translate", "constraint", "style", "length"}
     again = score_sessions(read_sessions(str(tr)))  # transcripts are scored as they are
     assert again["turns"] == out["turns"]
+
+
+def test_constraint_terms_name_what_the_first_answer_lacks():
+    pairs = PAIRS + [Pair("Good morning, everyone.", "Guten Morgen, alle zusammen.", "eng_Latn", "deu_Latn", "t:3")]
+    sessions = build_sessions(pairs, kinds=["translate", "constraint"], seed=2, missing_terms=True)
+    first = ["我们今天去了。", "Das Wetter ist heute schön.", "Guten Morgen, alle zusammen."]
+    engine = Scripted([[f, f + " (revised)"] for f in first])
+    replies = run_sessions(engine, sessions, progress=False)
+    (zh_term,), (de_term,) = sessions[0]["turns"][1]["terms"], sessions[1]["turns"][1]["terms"]
+    assert zh_term in {"公园", "散步"} and de_term in {"wirklich", "wunderbar"}  # in the reference, not the answer
+    assert zh_term in sessions[0]["turns"][1]["user"]
+    # A perfect first answer leaves nothing to ask for: its constraint turn is dropped.
+    assert [t["kind"] for t in sessions[2]["turns"]] == ["translate"] and len(replies[2]) == 1
+    assert replies[0] == [first[0], first[0] + " (revised)"]
+    assert engine.seen == [[1, 1, 1], [3, 3]]  # turn 1 for all, then the follow-ups with their history
+    scored = score_sessions(sessions, replies)
+    assert scored["breakdown"]["turn_kind"]["constraint"]["n"] == 2

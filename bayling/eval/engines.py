@@ -108,12 +108,14 @@ def open_engine(
 
 
 def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: GenerationConfig, *,
-               progress: bool = True, label: str = "generating") -> list[list[str]]:
+               progress: bool = True, label: str = "generating",
+               history: Sequence[Sequence[dict]] | None = None) -> list[list[str]]:
     """Play scripted conversations: each inner list is one conversation's user turns, each answered
-    with the history so far. Conversations are batched turn by turn."""
+    with the history so far (`history`: messages already played, default none). Conversations are
+    batched turn by turn."""
     from bayling.eval.common import progress_bar
 
-    history: list[list[dict]] = [[] for _ in user_turns]
+    history = [list(h) for h in history] if history is not None else [[] for _ in user_turns]
     replies: list[list[str]] = [[] for _ in user_turns]
     total = sum(len(t) for t in user_turns)
     with progress_bar(progress, total, label) as advance:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -36,19 +35,12 @@ STYLES = (
 LENGTH_RATIO = 0.7  # a length turn asks for at most this share of the reference's length
 
 
-def _pick_terms(ref: str, rng: random.Random) -> list[str]:
-    """A term to require, taken from the reference: a long word, or a 2-3 character span in unspaced scripts."""
-    if script_of(ref) == "unspaced":
-        runs = [m.group() for m in re.finditer(r"\w{2,}", ref)]
-        runs = [r for r in runs if not r.isascii()] or runs
-        if not runs:
-            return []
-        run = max(runs, key=len)
-        size = min(len(run), rng.choice((2, 3)))
-        start = rng.randrange(0, len(run) - size + 1)
-        return [run[start : start + size]]
-    words = sorted({w for w in re.findall(r"\w+", ref) if len(w) >= 4 and not w.isdigit()}, key=lambda w: (-len(w), w))
-    return [rng.choice(words[:3])] if words else []
+def _pick_terms(ref: str, tgt_lang: str, rng: random.Random, absent_from: str | None = None) -> list[str]:
+    """One whole word of the reference (jieba words for Chinese), by the data builder's term picker;
+    with `absent_from`, one the model's first answer lacks, so the request names a real difference."""
+    from bayling.data.grounding import pick_terms, script_of
+
+    return list(pick_terms(ref, script_of(tgt_lang), rng, absent_from=absent_from, most=1))
 
 
 def build_sessions(
@@ -57,11 +49,14 @@ def build_sessions(
     kinds: Sequence[str] = KINDS,
     terms: Sequence[Sequence[str]] | None = None,
     seed: int = 0,
+    missing_terms: bool = False,
 ) -> list[dict[str, Any]]:
     """One scripted session per `Pair`: translate, then the follow-up kinds in order.
 
     Terms for constraint turns come from `terms` (e.g. a constrained-translation corpus) or are
-    taken from the reference; length limits are LENGTH_RATIO of the reference's length.
+    taken from the reference; with `missing_terms`, run_sessions takes a reference word that the
+    model's first answer lacks (a session whose first answer has them all drops that turn).
+    Length limits are LENGTH_RATIO of the reference's length.
     """
     from bayling.infer.prompts import constraint_request, translation_instruction
     from bayling.languages import resolve
@@ -79,8 +74,11 @@ def build_sessions(
         for kind in kinds:
             if kind == "translate":
                 turns.append({"kind": kind, "user": translation_instruction(p.src, src_name, tgt_name)})
+            elif kind == "constraint" and terms is None and missing_terms:
+                # The term is chosen after turn 1: a reference word the first answer lacks (run_sessions).
+                turns.append({"kind": kind, "user": "", "terms": None, "seed": f"{seed}:{i}"})
             elif kind == "constraint":
-                want = list(terms[i]) if terms is not None else _pick_terms(p.tgt, rng)
+                want = list(terms[i]) if terms is not None else _pick_terms(p.tgt, p.tgt_lang, rng)
                 if not want:
                     continue
                 turns.append({"kind": kind, "user": constraint_request(want), "terms": want})
@@ -120,12 +118,39 @@ def read_sessions(path: str) -> list[dict[str, Any]]:
 def run_sessions(engine: Any, sessions: Sequence[dict[str, Any]], *, max_new_tokens: int = 256,
                  progress: bool = True) -> list[list[str]]:
     """Play every session through `engine.chat`, turn by turn, all sessions batched per turn."""
-    from bayling.eval.engines import chat_turns
+    from bayling.eval.engines import EMPTY_REPLY, chat_turns
     from bayling.infer.engine import GenerationConfig
 
-    user_turns = [[t["user"] for t in s["turns"]] for s in sessions]
-    return chat_turns(engine, user_turns, GenerationConfig(max_new_tokens=max_new_tokens), progress=progress,
-                      label="interactive sessions")
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    if not any(t.get("kind") == "constraint" and t.get("terms") is None for s in sessions for t in s["turns"]):
+        user_turns = [[t["user"] for t in s["turns"]] for s in sessions]
+        return chat_turns(engine, user_turns, config, progress=progress, label="interactive sessions")
+    # Terms picked after the first answer: play turn 1, choose, then the rest with that history.
+    first = chat_turns(engine, [[s["turns"][0]["user"]] for s in sessions], config, progress=progress,
+                       label="interactive sessions (turn 1)")
+    for s, (reply,) in zip(sessions, first):
+        _choose_missing_terms(s, reply)
+    history = [[{"role": "user", "content": s["turns"][0]["user"]},
+                {"role": "assistant", "content": reply if reply.strip() else EMPTY_REPLY}] for s, (reply,) in zip(sessions, first)]
+    rest = chat_turns(engine, [[t["user"] for t in s["turns"][1:]] for s in sessions], config, progress=progress,
+                      label="interactive sessions (follow-ups)", history=history)
+    return [f + r for f, r in zip(first, rest)]
+
+
+def _choose_missing_terms(session: dict[str, Any], first_reply: str) -> None:
+    """Fill in the session's open constraint turn with a reference word its first reply lacks, or drop it."""
+    from bayling.infer.prompts import constraint_request
+
+    turns = []
+    for t in session["turns"]:
+        if t.get("kind") == "constraint" and t.get("terms") is None:
+            want = _pick_terms(session["ref"], session["tgt_lang"], random.Random(t.pop("seed", "")), absent_from=first_reply)
+            if not want:
+                session["constraint_skipped"] = "the first answer already has every reference word"
+                continue
+            t.update(terms=want, user=constraint_request(want))
+        turns.append(t)
+    session["turns"] = turns
 
 
 def score_sessions(sessions: Sequence[dict[str, Any]], replies: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
