@@ -114,10 +114,10 @@ def corpus_count(
 def quickstart(
     out: Path = typer.Option(Path("bayling-quickstart"), help="Where data, model, results and report go."),
     model: str = typer.Option("gemma3-270m", help="Base model: embedded name, local folder or hub id."),
-    steps: int = typer.Option(40, help="LoRA training steps."),
-    eval_sentences: int = typer.Option(6, help="Held-out sentences per direction."),
+    steps: int = typer.Option(120, help="LoRA training steps."),
+    eval_sentences: int = typer.Option(24, help="Held-out sentences per direction (the sample's devtest has 24)."),
     flores_lines: int = typer.Option(400, help="FLORES-200 dev lines to build data from (when ../shared is present)."),
-    max_new_tokens: int = typer.Option(80, help="Longest generated answer in the eval."),
+    max_new_tokens: int = typer.Option(96, help="Longest generated answer in the eval."),
     force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
 ) -> None:
     """Run the whole BayLing recipe offline on this CPU: data -> LoRA -> base vs tuned eval -> report."""

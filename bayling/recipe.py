@@ -362,7 +362,8 @@ def _summary(res: dict) -> dict:
 def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
     from bayling.eval.report import write_report
 
-    doc = {**results, "recipe": r.name, "model": r.model, "timings_seconds": timings,
+    paired = _paired_tests({name: res for name, res in results.items()}) if "base" in results else None
+    doc = {**results, "recipe": r.name, "model": r.model, "timings_seconds": timings, "paired_chrf": paired,
            "eval_set": {"corpus": r.eval.corpus, "split": r.eval.split, "directions": r.eval.directions,
                         "sentences_per_direction": r.eval.limit}}
     tmp = out / "results.json.tmp"

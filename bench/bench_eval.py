@@ -10,6 +10,11 @@ Run:  cd /work/main && PYTHONPATH=. python bench/bench_eval.py  [--real] [--real
    there, else synthetic) with the tiny random model; with --real, the embedded gemma3-270m on
    --real-questions questions, extrapolated to 1,000 (goal: minutes on this CPU).
 Takes under a minute without --real.
+
+3. --generation [--json]: the same FLORES-200 devtest sentences (en->de and en->zh, --sentences in
+   all) translated with the same weights (the shipped bayling-mini adapter, merged) through the
+   old transformers path (fp32, batch 8) and the current default (bf16 where the CPU has it,
+   batch --fast-batch), in one run: sentences/s, chrF of each, and the ratios. Both cores.
 """
 
 from __future__ import annotations
@@ -113,14 +118,62 @@ def bench_options(engine, questions, label: str, batch_size: int, scale_to: int 
     print(line)
 
 
+def bench_generation(n: int, model: str, fast_batch: int) -> dict:
+    """Old path (fp32, batch 8) vs the default (dtype auto, batch `fast_batch`) on the same sentences."""
+    import itertools
+    import json as _json
+
+    from bayling.corpus import read_flores
+    from bayling.eval.translation import score_directions, translate
+    from bayling.infer.engine import TransformersEngine
+    from bayling.models import load_model
+    from bayling.resources import shared_data_dir
+
+    shared = shared_data_dir()
+    if shared is None:
+        raise SystemExit("--generation needs FLORES-200 devtest in ../shared/data")
+    pairs = []
+    for tgt in ("deu_Latn", "zho_Hans"):
+        pairs += list(itertools.islice(read_flores(shared / "flores200", "devtest", pairs=[("eng_Latn", tgt)]), n // 2))
+    runs = {}
+    for label, dtype, batch in (("baseline", "float32", 8), ("fast", "auto", fast_batch)):
+        m, tok = load_model(model, dtype=dtype)
+        engine = TransformersEngine(m, tok, "gemma", batch_size=batch, name=label)
+        translate(engine, pairs[:batch], prompt="chat", max_new_tokens=8, chunk=batch, progress=False)  # warm-up
+        t = time.perf_counter()
+        hyps = translate(engine, pairs, prompt="chat", max_new_tokens=128, chunk=batch, progress=False)
+        secs = time.perf_counter() - t
+        runs[label] = {"seconds": secs, "chrf": score_directions(pairs, hyps)["chrf"], "dtype": str(m.dtype)}
+        print(f"  {label:9} {runs[label]['dtype']:15} batch {batch:2}: {len(pairs) / secs:.2f} sentences/s, "
+              f"chrF {runs[label]['chrf']:.1f}", flush=True)
+        del engine, m
+    base, fast = runs["baseline"], runs["fast"]
+    return {"baseline_sentences_per_s": round(len(pairs) / base["seconds"], 3),
+            "sentences_per_s": round(len(pairs) / fast["seconds"], 3),
+            "speedup": round(base["seconds"] / fast["seconds"], 2), "chrf_baseline": round(base["chrf"], 2),
+            "chrf": round(fast["chrf"], 2), "chrf_delta": round(fast["chrf"] - base["chrf"], 2),
+            "sentences": len(pairs), "model": model, "fast_dtype": fast["dtype"], "fast_batch": fast_batch}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generation", action="store_true", help="time batched translation: old path vs default")
+    ap.add_argument("--json", action="store_true", help="with --generation: print one JSON object last")
+    ap.add_argument("--sentences", type=int, default=100)
+    ap.add_argument("--model", default="bayling-mini")
+    ap.add_argument("--fast-batch", type=int, default=16)
     ap.add_argument("--segments", type=int, default=2000)
     ap.add_argument("--questions", type=int, default=1000)
     ap.add_argument("--real", action="store_true", help="also time the embedded gemma3-270m")
     ap.add_argument("--real-questions", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
+    if args.generation:
+        import json
+
+        result = bench_generation(args.sentences, args.model, args.fast_batch)
+        print(json.dumps(result) if args.json else result)
+        return
     _one_core()
 
     print("translation metrics + language ID (one core):")

@@ -6,6 +6,12 @@ its own process so peak RSS is its own. Prints trained (non-pad) tokens/s, packi
 
     python bench/bench_train.py                      # embedded Gemma 3 270M, 6 steps each
     python bench/bench_train.py --model tiny --steps 20
+    python bench/bench_train.py --json               # precision: fp32 LoRA (the old path) vs the default
+                                                     # (bf16 autocast where the CPU has it) and full FT,
+                                                     # 20 steps each, packed; one JSON object last
+
+Trained tokens/s counts assistant (loss-bearing) tokens; loss_delta compares the mean loss of the
+last 5 of the 20 steps (same data, same seed) between the default and fp32.
 """
 
 from __future__ import annotations
@@ -51,12 +57,14 @@ def run_one(args) -> None:
     from bayling.train import TrainConfig, train
 
     s = train(TrainConfig(data=args.data, out=args.out, model=args.model, chat_format=args.chat_format,
-                          max_steps=args.steps,
+                          max_steps=args.steps, method=args.method, bf16=args.bf16,
                           batch_size=args.batch_size, max_len=args.max_len, packing=args.packing == "1",
-                          save_steps=10_000, logging_steps=1000))
+                          save_steps=10_000, logging_steps=1 if args.losses else 1000))
     hist = [h for h in s["log_history"] if "train_runtime" in h][-1]
+    losses = [h["loss"] for h in s["log_history"] if "loss" in h]
     # Real tokens trained per step, measured by the collator's own statistics.
     print("RESULT " + json.dumps({
+        "losses": losses, "trained_tokens": s["data"]["assistant_tokens"], "method": args.method,
         "packing": args.packing == "1", "seconds": hist["train_runtime"], "steps": s["global_step"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "data_tokens": s["data"]["tokens"], "kept": s["data"]["kept"],
@@ -82,6 +90,63 @@ def efficiency_and_tokens(data: str, model: str, fmt_name: str | None, max_len: 
     return eff, avg_row * batch_size * steps, len(rows)
 
 
+def _child(args, data: Path, out: Path, model: str, **over) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--data", str(data), "--out", str(out), "--model", model,
+           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-len", str(args.max_len),
+           "--packing", "1", "--losses"]
+    for k, v in over.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    if args.chat_format:
+        cmd += ["--chat-format", args.chat_format]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if not line:
+        sys.exit(proc.stderr[-3000:])
+    return json.loads(line[-1][7:])
+
+
+def precision_bench(args) -> None:
+    """fp32 LoRA (the trainer's old CPU path) vs the default (bf16: auto) and full FT, same data and seed."""
+    from bayling.hardware import fast_bf16
+
+    args.steps = 20 if args.steps == 6 else args.steps
+    tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    model = args.model
+    if model == "tiny":
+        from bayling.models.tiny import build_tiny_model
+
+        model = str(build_tiny_model(tmp / "tiny"))
+        args.chat_format = args.chat_format or "gemma"
+    data = tmp / "convs.jsonl"
+    make_conversations(data, args.n)
+    runs = {"fp32 LoRA (old path)": _child(args, data, tmp / "fp32", model, bf16="false"),
+            "default LoRA": _child(args, data, tmp / "auto", model, bf16="auto"),
+            "default full (embedding frozen)": _child(args, data, tmp / "full", model, bf16="auto", method="full")}
+    rows = {}
+    for label, r in runs.items():
+        _, tokens, _ = efficiency_and_tokens(str(data), model, args.chat_format, args.max_len, args.batch_size, True,
+                                             r["steps"])
+        trained = tokens * r["trained_tokens"] / r["data_tokens"]  # the assistant share of the rows trained
+        rows[label] = {"tokens_per_s": tokens / r["seconds"], "trained_tokens_per_s": trained / r["seconds"],
+                       "peak_rss_mb": r["peak_rss_mb"], "loss_last5": sum(r["losses"][-5:]) / len(r["losses"][-5:])}
+    print(f"model {args.model}, {args.steps} steps each, batch {args.batch_size} packed rows of <= {args.max_len}; "
+          f"this CPU {'has' if fast_bf16() else 'lacks'} fast bf16")
+    print(f"{'':34}{'tokens/s':>10}{'trained tok/s':>15}{'peak RSS MB':>13}{'loss (last 5)':>15}")
+    for label, r in rows.items():
+        print(f"{label:34}{r['tokens_per_s']:>10.0f}{r['trained_tokens_per_s']:>15.0f}{r['peak_rss_mb']:>13.0f}"
+              f"{r['loss_last5']:>15.3f}")
+    base, new, full = rows.values()
+    print(json.dumps({
+        "baseline_tokens_per_s": round(base["trained_tokens_per_s"], 1),
+        "tokens_per_s": round(new["trained_tokens_per_s"], 1),
+        "speedup": round(new["trained_tokens_per_s"] / base["trained_tokens_per_s"], 2),
+        "loss_delta": round((new["loss_last5"] - base["loss_last5"]) / base["loss_last5"], 4),
+        "full_tokens_per_s": round(full["trained_tokens_per_s"], 1),
+        "full_peak_rss_mb": round(full["peak_rss_mb"]), "lora_peak_rss_mb": round(new["peak_rss_mb"]),
+        "steps": args.steps, "model": args.model,
+    }))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gemma3-270m")
@@ -94,9 +159,15 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--packing")
     ap.add_argument("--chat-format")
+    ap.add_argument("--method", default="lora")
+    ap.add_argument("--bf16", default="false")
+    ap.add_argument("--losses", action="store_true")
+    ap.add_argument("--json", action="store_true", help="fp32 LoRA vs the default precision, and full FT")
     args = ap.parse_args()
     if args.child:
         return run_one(args)
+    if args.json:
+        return precision_bench(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     model = args.model

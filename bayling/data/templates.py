@@ -29,11 +29,13 @@ EN = {
         "{text}\n\nTranslate the text above from {src} to {tgt}.",
         "How would you say this in {tgt}? “{text}”",
         "I need a {tgt} translation of this sentence: {text}",
+        "Translate the following {src} text into {tgt}.\n\n{text}",  # bayling.infer.prompts' canonical request
     ),
     "terminology": (
         "Please make sure the translation uses {terms}.",
         "Can you revise it so that it includes {terms}?",
         "Make sure to include {terms} in your translation.",
+        "The translation must contain these terms: {terms}. Please revise it.",  # as bayling.infer.prompts asks
     ),
     "format": (
         "Please keep all numbers and names exactly as they appear in the original.",

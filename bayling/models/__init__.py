@@ -225,15 +225,18 @@ def load_model(
     base_of_adapter = _adapter_base(path)
     if base_of_adapter is not None and adapter is None:
         adapter, path = path, resolve_model_path(base_of_adapter)
+    from bayling.hardware import fast_bf16
+
     torch_dtype = {
-        "auto": torch.float32,  # CPU default: fp32 matmuls are fastest and exact here
+        # auto: bf16 on GPUs and on CPUs with AVX-512 BF16 / AMX (bench/bench_eval.py --generation), else fp32
+        "auto": torch.bfloat16 if fast_bf16() else torch.float32,
         "float32": torch.float32,
         "bfloat16": torch.bfloat16,
         "float16": torch.float16,
     }[dtype]
-    if dtype == "auto" and torch.cuda.is_available():
-        torch_dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    # An adapter is merged in fp32 and the result cast once: bf16 weights would round the small update.
+    load_dtype = torch.float32 if adapter is not None and merge else torch_dtype
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=load_dtype)
     tok_src = str(adapter) if adapter and (Path(adapter) / "tokenizer_config.json").exists() else path
     tokenizer = AutoTokenizer.from_pretrained(tok_src)
     if adapter is not None:
@@ -241,7 +244,7 @@ def load_model(
 
         model = PeftModel.from_pretrained(model, str(adapter))
         if merge:
-            model = model.merge_and_unload()
+            model = model.merge_and_unload().to(torch_dtype)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
