@@ -60,7 +60,7 @@ class EvalSection:
     n_shots: int = 3
     max_new_tokens: int = 96
     systems: list[str] = field(default_factory=lambda: ["base", "tuned"])
-    batch_size: int = 8
+    batch_size: int = 32  # batched greedy decoding on 2 cores: 36 tokens/s at batch 8, 111 at 32
     sessions_per_direction: int | None = None  # refinement sessions per direction (default: limit)
     base_url: str | None = None  # score the tuned model through an OpenAI-compatible server (vLLM)
 
@@ -214,7 +214,10 @@ def _first_turn_only(rec: dict) -> dict | None:
         return None
     msgs = rec["messages"]
     start = 1 if msgs and msgs[0]["role"] == "system" else 0
-    meta = {**rec["meta"], "kinds": ["translate"]}
+    meta = {**rec["meta"], "kinds": ["translate"], "expect": rec["meta"].get("expect", [])[1:2]
+            if msgs[start + 1].get("weight", 1) == 0 else rec["meta"].get("expect", [])[:1]}
+    if msgs[start + 1].get("weight", 1) == 0:  # a refine session's draft: the single turn answers with its fix
+        return {"messages": msgs[: start + 1] + [{"role": "assistant", "content": msgs[start + 3]["content"]}], "meta": meta}
     return {"messages": msgs[: start + 2], "meta": meta}
 
 

@@ -67,6 +67,40 @@ def test_single_turn_ablation_keeps_only_the_translation_turn(tiny_model_dir, tm
         assert rec["meta"]["kinds"] == ["translate"]
 
 
+def test_single_turn_of_a_refine_session_answers_with_the_reference(tiny_model_dir, tmp_path):
+    from bayling.corpus import read_flores_multiway
+    from bayling.resources import sample_dir
+
+    r = tiny_recipe(tmp_path / "st", tiny_model_dir)
+    r.data.multi_turn, r.data.single_turn = 1.0, True
+    run_recipe(r, stop_after="data")
+    lines = dict(read_flores_multiway(sample_dir(), "dev"))
+    for line in (tmp_path / "st" / "convs.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        texts = lines[int(rec["meta"]["source"].rsplit(":", 1)[1])]
+        (answer,) = [m for m in rec["messages"] if m["role"] == "assistant"]
+        assert answer["content"] == texts[rec["meta"]["tgt_lang"]] and answer.get("weight", 1) == 1
+
+
+def test_selection_lines_are_held_out_of_the_training_data(tmp_path):
+    from bayling.recipe import SelectSection, select_pairs
+    from bayling.resources import shared_data_dir
+
+    if shared_data_dir() is None or not (shared_data_dir() / "flores200" / "dev").is_dir():
+        pytest.skip("FLORES-200 dev is not in ../shared/data")
+    langs = ["eng_Latn", "deu_Latn", "zho_Hans"]
+    r = Recipe(name="s", out=str(tmp_path / "s"), data=DataSection(sources=[DataSource("flores", "dev", langs)],
+                                                                    filter=False),
+               eval=EvalSection(directions=["eng_Latn-deu_Latn", "zho_Hans-eng_Latn"]), select=SelectSection(lines=4))
+    run_recipe(r, stop_after="data")
+    used = {int(json.loads(x)["meta"]["source"].rsplit(":", 1)[1])
+            for x in (tmp_path / "s" / "convs.jsonl").read_text().splitlines()}
+    pairs = select_pairs(r)
+    held = {int(p.origin.rsplit(":", 1)[1]) for p in pairs}
+    assert len(pairs) == 8 and held == {994, 995, 996, 997} and max(used) == 993 and not used & held
+    assert {(p.src_lang, p.tgt_lang) for p in pairs} == {("eng_Latn", "deu_Latn"), ("zho_Hans", "eng_Latn")}
+
+
 def test_bad_recipe_is_named(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("name: x\ndatta: {}\n")

@@ -328,12 +328,15 @@ def translate(
     else:
         config = GenerationConfig(max_new_tokens=max_new_tokens)
         run = engine.chat
-    outputs: list[str] = []
+    # Longest first, so a batch's rows end at about the same step and no batch waits on one long row.
+    order = sorted(range(len(requests)), key=lambda i: -len(str(requests[i])))
+    outputs: list[str] = [""] * len(requests)
     with progress_bar(progress, len(requests), "translating") as advance:
-        for start in range(0, len(requests), chunk):
-            batch = requests[start : start + chunk]
-            outputs += [" ".join(o.strip().splitlines()) for o in run(batch, config)]
-            advance(len(batch))
+        for start in range(0, len(order), chunk):
+            idx = order[start : start + chunk]
+            for i, o in zip(idx, run([requests[i] for i in idx], config)):
+                outputs[i] = " ".join(o.strip().splitlines())
+            advance(len(idx))
     return outputs
 
 
