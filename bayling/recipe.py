@@ -384,9 +384,21 @@ def _plot_before_after(results: dict, path: Path, r: Recipe) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bayling.train.select import read_curve
+
     systems = list(results)
     dirs = list(next(iter(results.values()))["breakdown"]["direction"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    curve = read_curve(path.parent / "model")
+    fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(16 if curve else 11, 3.8))
+    if curve:  # checkpoint selection on held-out dev: which step became the model
+        steps, chrf = [p["step"] for p in curve], [p["chrf"] for p in curve]
+        best = max(curve, key=lambda p: (p["chrf"], -p["step"]))
+        axes[2].plot(steps, chrf, marker="o")
+        axes[2].scatter([best["step"]], [best["chrf"]], s=120, facecolors="none", edgecolors="red", label="kept")
+        axes[2].set_xlabel("training step")
+        axes[2].set_ylabel("chrF (held-out dev slice)")
+        axes[2].set_title(f"checkpoint selection ({best['n']} dev pairs)")
+        axes[2].legend()
     width = 0.8 / len(systems)
     for i, s in enumerate(systems):
         vals = [results[s]["breakdown"]["direction"][d]["chrf"] for d in dirs]
