@@ -90,10 +90,25 @@ def efficiency_and_tokens(data: str, model: str, fmt_name: str | None, max_len: 
     return eff, avg_row * batch_size * steps, len(rows)
 
 
-def _child(args, data: Path, out: Path, model: str, **over) -> dict:
+def _setup(args) -> tuple[Path, str, Path]:
+    """A temp folder, the model to train (the tiny one built there for --model tiny) and the data."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    model = args.model
+    if model == "tiny":
+        from bayling.models.tiny import build_tiny_model
+
+        model = str(build_tiny_model(tmp / "tiny"))
+        args.chat_format = args.chat_format or "gemma"
+    data = tmp / "convs.jsonl"
+    make_conversations(data, args.n)
+    return tmp, model, data
+
+
+def _child(args, data: Path, out: Path, model: str, packing: str = "1", losses: bool = True, **over) -> dict:
+    """One training run in its own process (its own peak RSS); its RESULT line."""
     cmd = [sys.executable, __file__, "--child", "--data", str(data), "--out", str(out), "--model", model,
            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-len", str(args.max_len),
-           "--packing", "1", "--losses"]
+           "--packing", packing] + (["--losses"] if losses else [])
     for k, v in over.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     if args.chat_format:
@@ -110,15 +125,7 @@ def precision_bench(args) -> None:
     from bayling.hardware import fast_bf16
 
     args.steps = 20 if args.steps == 6 else args.steps
-    tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    model = args.model
-    if model == "tiny":
-        from bayling.models.tiny import build_tiny_model
-
-        model = str(build_tiny_model(tmp / "tiny"))
-        args.chat_format = args.chat_format or "gemma"
-    data = tmp / "convs.jsonl"
-    make_conversations(data, args.n)
+    tmp, model, data = _setup(args)
     runs = {"fp32 LoRA (old path)": _child(args, data, tmp / "fp32", model, bf16="false"),
             "default LoRA": _child(args, data, tmp / "auto", model, bf16="auto"),
             "default full (embedding frozen)": _child(args, data, tmp / "full", model, bf16="auto", method="full")}
@@ -169,27 +176,10 @@ def main() -> None:
     if args.json:
         return precision_bench(args)
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    model = args.model
-    if model == "tiny":
-        from bayling.models.tiny import build_tiny_model
-
-        model = str(build_tiny_model(tmp / "tiny"))
-        args.chat_format = args.chat_format or "gemma"
-    data = tmp / "convs.jsonl"
-    make_conversations(data, args.n)
+    tmp, model, data = _setup(args)
     results = {}
     for packing in ("0", "1"):
-        cmd = [sys.executable, __file__, "--child", "--data", str(data), "--out", str(tmp / f"run{packing}"),
-               "--model", model, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-               "--max-len", str(args.max_len), "--packing", packing]
-        if args.chat_format:
-            cmd += ["--chat-format", args.chat_format]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-        if not line:
-            sys.exit(out.stderr[-3000:])
-        r = json.loads(line[-1][7:])
+        r = _child(args, data, tmp / f"run{packing}", model, packing=packing, losses=False)
         eff, tokens, n_rows = efficiency_and_tokens(str(data), model, args.chat_format, args.max_len, args.batch_size,
                                                     packing == "1", r["steps"])
         r.update(efficiency=eff, tokens_per_s=tokens / r["seconds"], rows=n_rows)
