@@ -218,6 +218,31 @@ def test_full_fine_tune(tiny_model_dir, tmp_path):
     assert not torch.allclose(trained[emb].float(), before[emb].float())
 
 
+def test_qlora_quantizes_the_base_or_says_why_not(monkeypatch, tiny_model_dir, tmp_path):
+    from bayling.train import trainer
+
+    # Without CUDA + bitsandbytes the run stops with the reason (it used to train plain LoRA silently).
+    data = write_convs(tmp_path / "c.jsonl", n=4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="bitsandbytes"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "q"), model=str(tiny_model_dir), chat_format="gemma",
+                          method="qlora", max_steps=1))
+    # With them, the base loads as 4-bit NF4 on this process's GPU (bench/gpu_check.sh runs it for real).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    import importlib.util
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "bitsandbytes" else real_find(n, *a))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    import torch as t
+
+    kw = trainer._quantized_load("qlora", t.bfloat16)
+    q = kw["quantization_config"]
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_compute_dtype == t.bfloat16
+    assert kw["device_map"] == {"": 1}
+    assert trainer._quantized_load("lora", t.bfloat16) == {}
+
+
 def test_bf16_auto_follows_the_hardware(monkeypatch, tiny_model_dir, tmp_path):
     from bayling import hardware
 

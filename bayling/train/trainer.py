@@ -204,6 +204,23 @@ def _rank_loss_recorder(out: Path):
     return RankLoss()
 
 
+def _quantized_load(method: str, dtype) -> dict:
+    """QLoRA: from_pretrained arguments that load the frozen base in 4-bit NF4 (bitsandbytes, CUDA)."""
+    if method != "qlora":
+        return {}
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); use --method lora on CPU")
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=dtype)
+    return {"quantization_config": quant, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run SFT; returns the summary also written to `out/train_summary.json`."""
     import torch
@@ -251,14 +268,17 @@ def train(cfg: TrainConfig) -> dict:
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "sdpa" if torch.cuda.is_available() else "eager"
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attn)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attn,
+                                                 **_quantized_load(cfg.method, dtype))
     # Without a KV cache, transformers reads packed rows' position ids as sequence boundaries.
     model.config.use_cache = False
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
-        if cfg.method == "qlora" and not torch.cuda.is_available():
-            raise ValueError("qlora needs a CUDA GPU and bitsandbytes; use --method lora on CPU")
+        if cfg.method == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         targets = cfg.lora_targets or LORA_TARGETS.get(model.config.model_type, "all-linear")
         model = get_peft_model(model, LoraConfig(
             r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
