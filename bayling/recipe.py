@@ -47,6 +47,9 @@ class DataSection:
     single_turn: bool = False  # ALMA-style ablation: keep only the first translation turn
     filter: bool = True
     teacher: dict[str, Any] | None = None  # TeacherConfig fields (base_url, model, ...): teacher mode
+    # Refine sessions' drafts from a model's own translations (bayling.data.drafts), e.g.
+    # {model: base} (the recipe's model, few-shot) or {model: NAME, prompt: chat}; cached in out/drafts.jsonl.
+    drafts: dict[str, Any] | None = None
 
 
 @dataclass
@@ -153,23 +156,27 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     from bayling.data.filters import FilterReport, apply_filters, default_filters
 
     used, skipped = [], []
+    configs = []
+    for src in r.data.sources:
+        path = _corpus_path(src.corpus)
+        if path is None or not Path(path).exists():
+            skipped.append(src.corpus)
+            continue
+        used.append(src.corpus)
+        limit = src.limit
+        if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
+            kept = _flores_lines(path, "dev") - r.select.lines
+            limit = kept if limit is None else min(limit, kept)
+        configs.append(BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=limit, seed=r.data.seed,
+                                   per_line=r.data.per_line, max_turns=r.data.max_turns,
+                                   crosslingual=r.data.crosslingual, sessions=r.data.sessions,
+                                   multi_turn=r.data.multi_turn, into_english=r.data.into_english,
+                                   mode="teacher" if r.data.teacher else "reference"))
+    drafts = _engine_drafts(r, out, configs, console) if r.data.drafts and not r.data.teacher else None
 
     def records():
-        for src in r.data.sources:
-            path = _corpus_path(src.corpus)
-            if path is None or not Path(path).exists():
-                skipped.append(src.corpus)
-                continue
-            used.append(src.corpus)
-            limit = src.limit
-            if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
-                kept = _flores_lines(path, "dev") - r.select.lines
-                limit = kept if limit is None else min(limit, kept)
-            cfg = BuildConfig(corpus=path, split=src.split, langs=src.langs, limit=limit, seed=r.data.seed,
-                              per_line=r.data.per_line, max_turns=r.data.max_turns, crosslingual=r.data.crosslingual,
-                              sessions=r.data.sessions, multi_turn=r.data.multi_turn, into_english=r.data.into_english,
-                              mode="teacher" if r.data.teacher else "reference")
-            for rec in _teacher_records(cfg, r, out, len(used)) if r.data.teacher else build_conversations(cfg):
+        for k, cfg in enumerate(configs, 1):
+            for rec in _teacher_records(cfg, r, out, k) if r.data.teacher else build_conversations(cfg, drafts):
                 if r.data.single_turn:
                     rec = _first_turn_only(rec)
                     if rec is None:
@@ -187,6 +194,20 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     console.print(f"[bold]data[/] {n} conversations from {', '.join(used)}"
                   + (f" (absent, skipped: {', '.join(skipped)})" if skipped else ""))
     return info
+
+
+def _engine_drafts(r: Recipe, out: Path, configs: list, console):
+    from bayling.data.drafts import prepare_drafts
+
+    opts = dict(r.data.drafts)
+    unknown = set(opts) - {"model", "prompt", "max_new_tokens", "batch_size"}
+    if unknown:
+        raise ValueError(f"recipe data.drafts: unknown option(s) {', '.join(sorted(unknown))} "
+                         "(known: model, prompt, max_new_tokens, batch_size)")
+    model = r.model if opts.get("model", "base") == "base" else str(opts["model"])
+    return prepare_drafts(configs, model, out / "drafts.jsonl", prompt=opts.get("prompt", "few-shot"),
+                          chat_format=r.train.get("chat_format"), max_new_tokens=int(opts.get("max_new_tokens", 128)),
+                          batch_size=int(opts.get("batch_size", r.eval.batch_size)), log=console.print)
 
 
 def _teacher_records(cfg, r: Recipe, out: Path, k: int):
@@ -334,6 +355,14 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
     results: dict[str, Any] = {}
     for system in r.eval.systems:
         t = time.perf_counter()
+        key = _system_fingerprint(r, system, out)
+        saved = out / f"eval-{system.replace('/', '_')}.json"
+        if saved.is_file() and json.loads(saved.read_text()).get("fingerprint") == key:
+            # Same weights, same eval settings: greedy decoding gives the same answers (a resumed
+            # run, or the base copied in from another run of the same eval).
+            results[system] = json.loads(saved.read_text())["result"]
+            console.print(f"[dim]eval {system}: scored earlier with the same weights and settings ({saved}), reused[/]")
+            continue
         if system == "base":
             # The base model meets the refinement turns in the same chat format the tuned one learns.
             engine = TransformersEngine.load(r.model, chat_format=r.train.get("chat_format"),
@@ -354,7 +383,28 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
         results[system] = evaluate_system(engine, prompt, pairs, shots, r)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)
         del engine
+        _write_json_atomic(saved, {"fingerprint": key, "result": results[system]})
     return results
+
+
+def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
+    """What a system's eval result depends on: its weights and every eval setting."""
+    import hashlib
+
+    if system == "tuned":
+        weights = out / "model"
+        files = sorted(p for p in weights.glob("*.safetensors")) if weights.is_dir() else []
+        ident = [f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files] + [r.eval.base_url or ""]
+    else:
+        ident = [r.model if system == "base" else system, r.train.get("chat_format") or ""]
+    doc = {"system": system, "weights": ident, "eval": asdict(r.eval), "seed": r.data.seed}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False))
+    os.replace(tmp, path)
 
 
 def _summary(res: dict) -> dict:

@@ -287,3 +287,93 @@ def test_draft_helpers_name_real_differences():
     draft, number = change_number(ref, "The train to Munich leaves at 8:45 from platform 7.", rng)
     assert number in ref and number not in draft and draft != ref
     assert change_number(ref, "No numbers here.", rng) is None
+
+
+def _engine_draft_sessions(lines, draft_of) -> list:
+    from bayling.data.sessions import _refine_engine_draft  # noqa: F401  (the path under test)
+
+    sampler = LanguageSampler(language_weights(lines[1]))
+    plans = []
+    for no in range(1, 25):
+        unit = Unit(f"x:{no}#0", f"x:{no}", lines[no], None, None)
+        plan = plan_refine_session(unit, random.Random(no), sampler, multi_turn=1.0,
+                                   drafts=lambda s, t, src, ref: draft_of(src, ref, t))
+        plans.append((plan, lines[no]))
+    return plans
+
+
+def test_engine_drafts_get_follow_ups_naming_their_real_flaws(lines):
+    # A model that hands the source back: every engine-draft session asks for the right language.
+    for plan, texts in _engine_draft_sessions(lines, lambda src, ref, tgt: src):
+        if len(plan.turns) > 1 and plan.turns[0].weight == 0 and plan.turns[0].answer == texts[plan.src_lang]:
+            assert plan.turns[1].kind == "wrong_language" and plan.turns[1].answer == texts[plan.tgt_lang]
+    # A draft that is the reference minus its second half: terms asked for are really missing from it.
+    kinds = Counter()
+    for plan, texts in _engine_draft_sessions(lines, lambda src, ref, tgt: ref[: len(ref) // 2]):
+        ref = texts[plan.tgt_lang]
+        if len(plan.turns) > 1 and plan.turns[0].weight == 0 and plan.turns[0].answer == ref[: len(ref) // 2]:
+            fix = plan.turns[1]
+            kinds[fix.kind] += 1
+            assert fix.answer == ref and fix.kind in ("terminology", "format", "error_report", "wrong_language")
+            if fix.kind == "terminology":
+                assert all(t in ref and t not in plan.turns[0].answer for t in fix.expect["terms"])
+            if fix.kind == "format":
+                assert all(n in ref and n not in plan.turns[0].answer for n in fix.expect["terms"])
+    assert kinds["terminology"] > 0
+    # A perfect draft has nothing to fix: the session falls back to a reference-made flaw, and the
+    # draft shown is never the reference itself.
+    for plan, texts in _engine_draft_sessions(lines, lambda src, ref, tgt: ref):
+        assert all(t.answer != texts[plan.tgt_lang] for t in plan.turns if t.weight == 0)
+
+
+def test_drafts_are_generated_once_cached_and_resumed(tmp_path, lines):
+    from bayling.data.drafts import DraftCache, DraftRecorder, generate_drafts
+    from bayling.infer.fake import FakeEngine
+
+    cfg = BuildConfig(str(SAMPLE), per_line=2, seed=5, multi_turn=0.6, crosslingual=0.0)
+    recorder = DraftRecorder()
+    first_pass = [json.dumps(r, sort_keys=True) for r in build_conversations(cfg, recorder)]
+    assert first_pass == [json.dumps(r, sort_keys=True) for r in build_conversations(cfg)]  # pass 1 changes nothing
+    requests = list(recorder.requests.values())
+    assert 10 < len(requests) < 2 * 48
+
+    prompts = []
+
+    def reply(prompt):
+        prompts.append(prompt)
+        return "DRAFT " + prompt.rsplit("\n", 1)[0].rsplit(": ", 1)[-1][:20]
+
+    cache = DraftCache(tmp_path / "drafts.jsonl", "fake|few-shot")
+    made = generate_drafts(requests[:5], FakeEngine(reply), cache, progress=False)
+    assert made == 5 and len(cache) == 5
+    with (tmp_path / "drafts.jsonl").open("a") as f:
+        f.write('{"key": "torn')  # a kill mid-write
+    resumed = DraftCache(tmp_path / "drafts.jsonl", "fake|few-shot")
+    assert len(resumed) == 5
+    n_prompts = len(prompts)
+    assert generate_drafts(requests, FakeEngine(reply), resumed, progress=False) == len(requests) - 5
+    assert len(prompts) - n_prompts == len(requests) - 5  # the cached five were not translated again
+    # Few-shot examples are other lines of the same direction, never the line itself.
+    for p in prompts:
+        shots, _, last = p.rpartition("\n\n")
+        assert last.split(": ", 1)[1].split("\n")[0] not in shots
+    # Pass 2: the sessions that asked for a draft show the model's draft (weight 0).
+    with_drafts = list(build_conversations(cfg, resumed.lookup))
+    shown = [m["content"] for r in with_drafts for m in r["messages"] if m.get("weight") == 0]
+    assert sum(d.startswith("DRAFT ") for d in shown) > 0.5 * len(shown)
+
+
+def test_build_command_with_a_drafts_model(tmp_path, tiny_model_dir):
+    out = tmp_path / "c.jsonl"
+    args = ["build", "--corpus", str(SAMPLE), "--out", str(out), "--limit", "30", "--seed", "3", "--multi-turn", "0.9",
+            "--crosslingual", "0", "--drafts-model", str(tiny_model_dir), "--no-progress"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    cache = [json.loads(line) for line in (tmp_path / "c.jsonl.drafts.jsonl").read_text().splitlines()]
+    assert cache and all(c["model"] == f"{tiny_model_dir}|few-shot" for c in cache)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    shown = {m["content"] for r in records for m in r["messages"] if m.get("weight") == 0}
+    assert shown & {c["draft"] for c in cache}
+    again = CliRunner().invoke(app, args)  # the cache answers every draft: nothing is translated twice
+    assert again.exit_code == 0 and "0 to translate" in again.output
+    assert out.read_text() == "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"

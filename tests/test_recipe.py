@@ -39,6 +39,26 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tiny_model_dir, tmp_pa
     assert again["timings"] == run["timings"]  # nothing redone
     assert again["outputs"]["train"]["global_step"] == 2
 
+    # Killed during eval (no marker): systems already scored with the same weights and settings
+    # are reused, not decoded again; a changed setting scores again.
+    (out / "eval.done.json").unlink()
+    import bayling.recipe as recipe
+
+    scored = []
+    real = recipe.evaluate_system
+    recipe_eval = lambda *a, **k: scored.append(a[1]) or real(*a, **k)  # noqa: E731
+    try:
+        recipe.evaluate_system = recipe_eval
+        resumed = run_recipe(tiny_recipe(out, tiny_model_dir))
+        assert scored == [] and resumed["outputs"]["eval"]["base"]["chrf"] == results["base"]["chrf"]
+        (out / "eval.done.json").unlink()
+        changed = tiny_recipe(out, tiny_model_dir)
+        changed.eval.max_new_tokens = 6
+        run_recipe(changed)
+        assert scored == ["few-shot", "chat"]
+    finally:
+        recipe.evaluate_system = real
+
 
 def test_train_stage_without_its_marker_continues_from_the_checkpoint(tiny_model_dir, tmp_path):
     """The recipe's wiring only: a real SIGKILL and resume is test_train's

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from bayling.data.crosslingual import plan_crosslingual
 from bayling.data.records import Plan, Unit, to_record
@@ -113,13 +113,15 @@ def _all_units(lines, per_line: int) -> Iterator[Unit]:
         prev = texts
 
 
-def plan_conversations(cfg: BuildConfig) -> Iterator[Plan]:
-    """One Plan per unit: a cross-lingual task (share `crosslingual`) or an interactive session."""
+def plan_conversations(cfg: BuildConfig, drafts: Callable | None = None) -> Iterator[Plan]:
+    """One Plan per unit: a cross-lingual task (share `crosslingual`) or an interactive session.
+
+    `drafts`: a model's own translations for refine sessions' drafts (bayling.data.drafts)."""
     langs, units = read_units(cfg)
-    return _plans(units, langs, cfg)
+    return _plans(units, langs, cfg, drafts)
 
 
-def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig) -> Iterator[Plan]:
+def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig, drafts: Callable | None = None) -> Iterator[Plan]:
     sampler = LanguageSampler(language_weights(langs, cfg.temperature, cfg.lang_sizes)) if langs else None
     for unit in units:
         if sampler is None:  # a bilingual corpus whose languages came from its files
@@ -130,15 +132,15 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig) -> Iterato
             plan = plan_crosslingual(unit, rng, sampler, cfg.system)
         if plan is None and cfg.mode == "reference" and cfg.sessions == "refine":
             plan = plan_refine_session(unit, rng, sampler, multi_turn=cfg.multi_turn, into_english=cfg.into_english,
-                                       max_turns=cfg.max_turns, system=cfg.system)
+                                       max_turns=cfg.max_turns, system=cfg.system, drafts=drafts)
         elif plan is None:
             plan = plan_session(unit, rng, sampler, cfg.mode, cfg.max_turns, cfg.system)
         if plan is not None:
             yield plan
 
 
-def build_conversations(cfg: BuildConfig) -> Iterator[dict]:
-    """Reference-mode records, ready for `write_jsonl` (every answer grounded in the corpus)."""
+def build_conversations(cfg: BuildConfig, drafts: Callable | None = None) -> Iterator[dict]:
+    """Reference-mode records, ready for `write_jsonl` (every trained answer grounded in the corpus)."""
     if cfg.mode != "reference":
         raise ValueError("build_conversations writes reference mode; teacher mode goes through bayling.data.teacher")
-    return (to_record(plan) for plan in plan_conversations(cfg))
+    return (to_record(plan) for plan in plan_conversations(cfg, drafts))

@@ -82,6 +82,10 @@ def build(
     max_tokens: int = typer.Option(512, help="Teacher max tokens per reply."),
     teacher_writes_users: bool = typer.Option(False, help="Let the teacher also write the style/length/... follow-ups."),
     cache: Optional[Path] = typer.Option(None, help="Teacher response cache (SQLite) [default: OUT.cache.sqlite]."),
+    drafts_model: Optional[str] = typer.Option(None, help="refine: drafts are this model's own translations (e.g. "
+                                                          "gemma3-270m; cached, resumable) instead of reference-made flaws."),
+    drafts_prompt: str = typer.Option("few-shot", help="How the drafts model is asked: few-shot (base) or chat."),
+    drafts_cache: Optional[Path] = typer.Option(None, help="Draft cache (JSONL) [default: OUT.drafts.jsonl]."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar [default: on a TTY]."),
 ) -> None:
     """Build interactive-translation and cross-lingual conversations from a parallel corpus."""
@@ -103,7 +107,14 @@ def build(
     start = time.perf_counter()
     try:
         if mode == "reference":
-            n = write_jsonl(out, build_conversations(cfg), progress=lambda k: _tick(bar, k), every=2000)
+            drafts = None
+            if drafts_model:
+                from bayling.data.drafts import prepare_drafts
+
+                drafts = prepare_drafts([cfg], drafts_model, drafts_cache or out.with_name(out.name + ".drafts.jsonl"),
+                                        prompt=drafts_prompt, log=lambda m: typer.echo(m, err=True),
+                                        progress=bool(progress) if progress is not None else sys.stderr.isatty())
+            n = write_jsonl(out, build_conversations(cfg, drafts), progress=lambda k: _tick(bar, k), every=2000)
             extra = ""
         else:
             from bayling.data.teacher import TeacherConfig, teacher_build

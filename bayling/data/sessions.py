@@ -23,6 +23,7 @@ Reference-mode answers:
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 from bayling.data.grounding import change_number, corrupt, drop_terms, pick_terms, preserved_items, script_of
 from bayling.data.names import INSTRUCTION_LANGS, join_terms, language_name
@@ -217,9 +218,14 @@ ENGLISH = "eng_Latn"
 
 
 def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, *, multi_turn: float = 0.4,
-                        into_english: float = 0.5, max_turns: int = 3, system: str = "") -> Plan | None:
+                        into_english: float = 0.5, max_turns: int = 3, system: str = "",
+                        drafts: Callable[[str, str, str, str], str | None] | None = None) -> Plan | None:
     """A translation conversation: usually one turn; with probability `multi_turn` a flawed draft
-    (weight 0) and the user's correction, or a translation and a third language."""
+    (weight 0) and the user's correction, or a translation and a third language.
+
+    `drafts(src, tgt, source, reference)` gives a model's own translation when there is one
+    (bayling.data.drafts); the follow-up then names a real flaw of it. Without one, or when that
+    draft has none to name, the draft is the reference with one flaw made in it."""
     direction = _direction(unit, rng, sampler, into_english)
     if direction is None:
         return None
@@ -231,7 +237,10 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
     check = expect(tgt, src_len=s.src_len)
     turns = [Turn("translate", first, ref, check)]
     if max_turns >= 2 and rng.random() < multi_turn:
-        refined = _refine(s) if rng.random() < 0.8 else None
+        refined = None
+        if rng.random() < 0.8:
+            engine_draft = drafts(src, tgt, source, ref) if drafts is not None else None
+            refined = (_refine_engine_draft(s, engine_draft) if engine_draft is not None else None) or _refine(s)
         if refined is not None:
             draft, fix = refined
             turns = [Turn("translate", first, draft, expect(None), weight=0), fix]
@@ -271,3 +280,35 @@ def _refine(s: _Session) -> tuple[str, Turn] | None:
         if made is not None:
             return made
     return None
+
+
+# A model's own draft: the follow-up names a flaw it really has (the order below: first what
+# makes the draft useless, then what the eval asks for most).
+ENGINE_KINDS = {"terminology": 0.5, "format": 0.2, "error_report": 0.3}
+
+
+def _refine_engine_draft(s: _Session, draft: str) -> tuple[str, Turn] | None:
+    """(draft, follow-up) for a real flaw of a model's draft; None when it has none we can name."""
+    from bayling.data.grounding import NUMBER
+    from bayling.languages import is_on_target
+
+    draft = draft.strip()[: 3 * max(len(s.ref), 40)]  # a runaway draft is kept, but not all of it
+    if draft == s.ref.strip():
+        return None
+    check = expect(s.tgt, src_len=s.src_len)
+    if not draft or draft == s.source.strip() or is_on_target(draft, s.tgt) is False:
+        user = render("wrong_language", s.lang, s.rng, tgt=s.name(s.tgt))
+        return draft or s.source, Turn("wrong_language", user, s.ref, check)
+    options: dict[str, tuple[str, Turn]] = {}
+    terms = pick_terms(s.ref, script_of(s.tgt), s.rng, absent_from=draft)
+    if terms:
+        user = render("terminology", s.lang, s.rng, terms=join_terms(terms, s.lang))
+        options["terminology"] = (draft, Turn("terminology", user, s.ref, expect(s.tgt, terms, s.src_len)))
+    numbers = tuple(n for n in dict.fromkeys(NUMBER.findall(s.source)) if n in s.ref and n not in draft)
+    if numbers:
+        user = render("format", s.lang, s.rng)
+        options["format"] = (draft, Turn("format", user, s.ref, expect(s.tgt, numbers, s.src_len)))
+    options["error_report"] = (draft, Turn("error_report", render("error_report", s.lang, s.rng), s.ref, check))
+    kinds = list(options)
+    kind = s.rng.choices(kinds, weights=[ENGINE_KINDS[k] for k in kinds])[0]
+    return options[kind]
