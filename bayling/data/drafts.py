@@ -90,7 +90,7 @@ def generate_drafts(requests: Sequence[DraftRequest], engine, cache: DraftCache,
     """Translate every request the cache lacks; returns how many were made now.
 
     Few-shot examples for a direction are other requests of that direction (their references),
-    never the line being translated.
+    never the line being translated. Chunks of 8 batches are appended to the cache as they finish.
     """
     from bayling.corpus import Pair
     from bayling.eval.translation import translate
@@ -99,25 +99,26 @@ def generate_drafts(requests: Sequence[DraftRequest], engine, cache: DraftCache,
     if not todo:
         return 0
     by_dir: dict[tuple[str, str], list[DraftRequest]] = defaultdict(list)
-    for r in requests:
+    for r in dict.fromkeys(requests):
         by_dir[(r.src_lang, r.tgt_lang)].append(r)
 
-    def shots_for(r: DraftRequest) -> list:
-        same = [o for o in by_dir[(r.src_lang, r.tgt_lang)] if o.source != r.source][: n_shots + 1]
-        return [Pair(o.source, o.reference, o.src_lang, o.tgt_lang, "draft-shot") for o in same[:n_shots]]
+    def shot_pairs(lo: int, hi: int) -> list:
+        return [Pair(o.source, o.reference, o.src_lang, o.tgt_lang, "draft-shot")
+                for rs in by_dir.values() for o in rs[lo:hi]]
 
-    # translate() takes one shot list per direction: group lines by the shots they get.
-    groups: dict[tuple, list[DraftRequest]] = defaultdict(list)
-    for r in todo:
-        groups[tuple((s.src, s.tgt) for s in shots_for(r))].append(r)
+    # translate() takes the first shots of each direction: one call for every line that is not a
+    # shot itself, one for the shot lines with the next lines of their direction as shots.
+    shot_lines = {o for rs in by_dir.values() for o in rs[:n_shots]}
+    calls = [([r for r in todo if r not in shot_lines], shot_pairs(0, n_shots)),
+             ([r for r in todo if r in shot_lines], shot_pairs(n_shots, 2 * n_shots))]
     from bayling.eval.common import progress_bar
 
     made = 0
+    step = batch_size * 8
     with progress_bar(progress, len(todo), "drafts") as advance:
-        for group in groups.values():
-            shots = shots_for(group[0])
-            for start in range(0, len(group), batch_size * 4):
-                chunk = group[start: start + batch_size * 4]
+        for lines, shots in calls:
+            for start in range(0, len(lines), step):
+                chunk = lines[start: start + step]
                 pairs = [Pair(r.source, "", r.src_lang, r.tgt_lang, "draft") for r in chunk]
                 hyps = translate(engine, pairs, prompt=prompt, shots=shots, n_shots=n_shots,
                                  max_new_tokens=max_new_tokens, chunk=batch_size, progress=False)
