@@ -127,6 +127,29 @@ def quickstart(
                    flores_lines=flores_lines, force=force, max_new_tokens=max_new_tokens)
 
 
+export_app = typer.Typer(help="Export trained runs for other runtimes.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("gguf")
+def export_gguf_command(
+    run: str = typer.Argument(..., help="A `bayling train` output (LoRA adapter or full model), or bayling-mini."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="GGUF file to write [default: RUN-QUANT.gguf]."),
+    quant: str = typer.Option("q8_0", help="Type of the tensors training changed: q8_0, f16 or f32 (the others "
+                                           "keep the base GGUF's own quantization)."),
+    converter: Optional[str] = typer.Option(None, help="llama.cpp's convert_hf_to_gguf.py, for runs whose base is "
+                                                       "not an embedded GGUF model."),
+) -> None:
+    """Write a trained run as one GGUF (chat template inside) for llama.cpp, Ollama and LM Studio."""
+    from bayling.export import export_gguf
+    from bayling.models import _shipped_path
+
+    path = _shipped_path(run) or Path(run)
+    written = export_gguf(path, out or Path(f"{path.name}-{quant}.gguf"), quant=quant, converter=converter)
+    typer.echo(f"GGUF written to {written} ({written.stat().st_size / 1e6:.0f} MB); try: "
+               f"bayling chat --backend llamacpp --model {written}")
+
+
 recipe_app = typer.Typer(help="Run a whole recipe (data -> train -> eval) from one YAML file.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 

@@ -40,7 +40,36 @@ def gguf_path(model: str | None) -> Path:
         found = sorted(path.glob("*.gguf"))
         if len(found) == 1:
             return found[0]
-    raise ValueError(f"the llamacpp backend needs a .gguf file or an embedded model name, not {name!r}")
+        from bayling.models import _shipped_path
+
+        run = _shipped_path(name) or path
+        if (run / "bayling.json").is_file():  # a trained run: exported once, kept in the cache
+            return exported_gguf(run)
+    shipped = _shipped_run(name)
+    if shipped is not None:
+        return exported_gguf(shipped)
+    raise ValueError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {name!r}")
+
+
+def _shipped_run(name: str) -> Path | None:
+    from bayling.models import _shipped_path
+
+    shipped = _shipped_path(name)
+    return shipped if shipped is not None and (shipped / "bayling.json").is_file() else None
+
+
+def exported_gguf(run: Path) -> Path:
+    """`bayling export gguf` of a trained run, cached by the content of its weights."""
+    import hashlib
+
+    from bayling.export import export_gguf
+    from bayling.models import cache_dir
+
+    digest = hashlib.sha256()
+    for f in sorted(run.glob("*.safetensors")) + [run / "bayling.json"]:
+        digest.update(f.name.encode() + f.read_bytes())
+    out = cache_dir() / "gguf" / f"{run.name}-{digest.hexdigest()[:16]}-q8_0.gguf"
+    return out if out.is_file() else export_gguf(run, out)
 
 
 class LlamaCppEngine(Engine):

@@ -49,13 +49,14 @@ def train_command(
 def merge_command(
     adapter: Path = typer.Argument(..., help="A LoRA output folder of `bayling train`."),
     out: Path = typer.Argument(..., help="Where the merged full model goes."),
-    gguf: Optional[Path] = typer.Option(None, help="Also export this GGUF file (needs llama.cpp's converter)."),
-    converter: Optional[str] = typer.Option(None, help="Path to llama.cpp's convert_hf_to_gguf.py."),
+    gguf: Optional[Path] = typer.Option(None, help="Also export this GGUF file (as `bayling export gguf`)."),
+    converter: Optional[str] = typer.Option(None, help="llama.cpp's convert_hf_to_gguf.py, for non-embedded bases."),
 ) -> None:
     """Fold a LoRA adapter into full weights (and optionally export GGUF for llama.cpp)."""
-    from bayling.train.merge import export_gguf, merge_adapter
+    from bayling.export import export_gguf
+    from bayling.train.merge import merge_adapter
 
     merged = merge_adapter(adapter, out)
     typer.echo(f"merged model written to {merged}")
     if gguf:
-        typer.echo(f"GGUF written to {export_gguf(merged, gguf, converter)}")
+        typer.echo(f"GGUF written to {export_gguf(merged, gguf, converter=converter)}")

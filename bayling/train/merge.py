@@ -1,14 +1,12 @@
-"""Fold a LoRA adapter into full weights; export to GGUF where llama.cpp's converter exists."""
+"""Fold a LoRA adapter into full weights; a small shippable copy of an adapter. (GGUF: bayling.export.)"""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-__all__ = ["merge_adapter", "export_gguf", "pack_adapter"]
+__all__ = ["merge_adapter", "pack_adapter"]
 
 
 def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
@@ -32,24 +30,6 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
         info.update(method="merged", merged_from=str(adapter_dir))
         meta.write_text(json.dumps(info, indent=2))
     return out
-
-
-def export_gguf(model_dir: str | Path, out_file: str | Path, converter: str | None = None) -> Path:
-    """Convert a full model folder to GGUF with llama.cpp's `convert_hf_to_gguf.py`.
-
-    The converter ships with llama.cpp (not with any PyPI package we depend on): pass its path, or
-    put it on PATH.
-    """
-    conv = converter or shutil.which("convert_hf_to_gguf.py") or shutil.which("convert-hf-to-gguf")
-    if not conv:
-        raise RuntimeError(
-            "GGUF export needs llama.cpp's convert_hf_to_gguf.py: pass --converter PATH "
-            "(it is in a llama.cpp checkout)"
-        )
-    cmd = [sys.executable, conv, str(model_dir), "--outfile", str(out_file)] if conv.endswith(".py") else [
-        conv, str(model_dir), "--outfile", str(out_file)]
-    subprocess.run(cmd, check=True)
-    return Path(out_file)
 
 
 def pack_adapter(adapter_dir: str | Path, out: str | Path) -> Path:

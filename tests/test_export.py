@@ -1,0 +1,78 @@
+"""bayling export gguf: a trained run as one GGUF that llama.cpp / Ollama read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayling.export import ExportError, export_gguf
+
+
+def _run_dir(tmp_path: Path, base: str) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "bayling.json").write_text(json.dumps({"chat_format": "chatml", "base_model": base, "method": "lora"}))
+    return run
+
+
+def test_refuses_what_it_cannot_export(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no llama.cpp converter on PATH
+    with pytest.raises(ExportError, match="converter"):
+        export_gguf(_run_dir(tmp_path, "some/hub-model"), tmp_path / "x.gguf")
+    with pytest.raises(ExportError, match="q8_0, f16, f32"):
+        export_gguf(tmp_path, tmp_path / "x.gguf", quant="q4_k_m")
+    with pytest.raises(ExportError, match="not a `bayling train` output"):
+        export_gguf(tmp_path / "nothing", tmp_path / "x.gguf")
+    # The CLI says it in one line and exits 2.
+    env = {**os.environ, "PATH": str(tmp_path) + os.pathsep + os.environ["PATH"]}
+    res = subprocess.run([sys.executable, "-m", "bayling.cli", "export", "gguf", str(tmp_path / "nothing")],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "not a `bayling train` output" in res.stderr
+
+
+@pytest.mark.slow
+def test_shipped_adapter_exports_to_a_gguf_that_answers_like_the_merged_model(tmp_path):
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bayling.chat_formats import get_format
+    from bayling.models import _shipped_path, load_model
+
+    out = export_gguf(_shipped_path("bayling-mini"), tmp_path / "mini.gguf")
+    reader = gguf.GGUFReader(str(out))
+    template = str(reader.fields["tokenizer.chat_template"].contents())
+    assert "<start_of_turn>" in template and "generation %}" not in template
+    assert int(reader.fields["tokenizer.ggml.eot_token_id"].contents()) == 106  # <end_of_turn>
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["blk.0.attn_q.weight"] == "Q8_0" and types["token_embd.weight"] == "Q8_0"  # base's own kept
+
+    merged, tok = load_model("bayling-mini", dtype="float32", device="cpu")
+    base, _ = load_model("gemma3-270m", dtype="float32", device="cpu")
+    exported = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32)
+    text = get_format("gemma", tok).render([{"role": "user", "content": "Translate the following English text into "
+                                             "German.\n\nThe train station is closed on Sundays."}],
+                                           add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        lm, le, lb = (m(ids).logits[0] for m in (merged, exported, base))
+    assert (le.argmax(-1) == lm.argmax(-1)).float().mean() >= 0.95  # Q8_0 keeps the trained behaviour
+    assert (le - lm).abs().max() < 0.2 * (lb - lm).abs().max()  # ... and it is not the base's
+
+
+@pytest.mark.slow
+def test_trained_run_answers_through_llamacpp(tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'bayling[llamacpp]')")
+    from bayling.infer.engine import GenerationConfig
+    from bayling.infer.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine.load("bayling-mini", n_ctx=512)
+    reply = engine.chat([[{"role": "user", "content": "Translate the following English text into German.\n\n"
+                                                      "The train station is closed on Sundays."}]],
+                        GenerationConfig(max_new_tokens=32))[0]
+    assert "Sonntag" in reply and "<end_of_turn>" not in reply
