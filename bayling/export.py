@@ -16,11 +16,12 @@ A run on any other base (a hub checkpoint) needs llama.cpp's own converter: merg
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from bayling.io import atomic_path
 
 __all__ = ["QUANTS", "ExportError", "export_gguf", "base_gguf_of"]
 
@@ -103,8 +104,12 @@ def _patch_base(run: Path, name: str, gguf_path: Path, out: Path, quant: str) ->
 
     qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "f16": gguf.GGMLQuantizationType.F16,
              "f32": gguf.GGMLQuantizationType.F32}[quant]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with atomic_path(out) as tmp:
+        _write_patched(gguf, reader, tmp, arch, run, name, tokenizer, replaced, qtype)
+    return out
+
+
+def _write_patched(gguf, reader, tmp: Path, arch: str, run: Path, name: str, tokenizer, replaced: dict, qtype) -> None:
     writer = gguf.GGUFWriter(str(tmp), arch=arch, endianess=reader.endianess)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF.") \
@@ -138,8 +143,6 @@ def _patch_base(run: Path, name: str, gguf_path: Path, out: Path, quant: str) ->
     for data in payloads:
         writer.write_tensor_data(data)
     writer.close()
-    os.replace(tmp, out)
-    return out
 
 
 def _plain_template(run: Path, tokenizer) -> tuple[str, int | None]:

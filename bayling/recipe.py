@@ -12,6 +12,8 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+
+from bayling.io import atomic_write_json, write_jsonl
 from pathlib import Path
 from typing import Any
 
@@ -127,23 +129,8 @@ def _corpus_path(name: str) -> str | None:
     return name
 
 
-def _write_jsonl_atomic(path: Path, records) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
-
-
 def _mark(out: Path, stage: str, info: dict) -> None:
-    tmp = out / f"{stage}.done.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, out / f"{stage}.done.json")
+    atomic_write_json(out / f"{stage}.done.json", info)
 
 
 def _done(out: Path, stage: str) -> dict | None:
@@ -185,7 +172,7 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
 
     report = FilterReport()
     stream = apply_filters(records(), default_filters(langid=True), report) if r.data.filter else records()
-    n = _write_jsonl_atomic(out / "convs.jsonl", stream)
+    n = write_jsonl(out / "convs.jsonl", stream)
     if n == 0:
         raise ValueError(f"recipe {r.name}: the data stage produced no conversations (sources: "
                          f"{', '.join(s.corpus for s in r.data.sources)})")
@@ -383,7 +370,7 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
         results[system] = evaluate_system(engine, prompt, pairs, shots, r)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)
         del engine
-        _write_json_atomic(saved, {"fingerprint": key, "result": results[system]})
+        atomic_write_json(saved, {"fingerprint": key, "result": results[system]})
     return results
 
 
@@ -401,11 +388,6 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False))
-    os.replace(tmp, path)
-
 
 def _summary(res: dict) -> dict:
     """A system's scores without its examples."""
@@ -419,9 +401,7 @@ def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
     doc = {**results, "recipe": r.name, "model": r.model, "timings_seconds": timings, "paired_chrf": paired,
            "eval_set": {"corpus": r.eval.corpus, "split": r.eval.split, "directions": r.eval.directions,
                         "sentences_per_direction": r.eval.limit}}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False))
-    os.replace(tmp, out / "results.json")
+    atomic_write_json(out / "results.json", doc)
     runs = [(name, _summary(res)) for name, res in results.items()]
     write_report(runs, html_path=str(out / "report.html"), markdown_path=str(out / "report.md"),
                  title=f"BayLing recipe {r.name}: {r.model}")

@@ -82,9 +82,9 @@ class Report:
             result = {"error": f"{type(e).__name__}: {e}"[:2000]}
         result["seconds"] = round(time.perf_counter() - t0, 1)
         self.data[name] = result
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)
+        from bayling.io import atomic_write_json
+
+        atomic_write_json(self.path, self.data)
         print(json.dumps({name: result})[:1500], flush=True)
         return result
 

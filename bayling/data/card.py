@@ -179,11 +179,11 @@ def plot_card(stats: CardStats, png: str | Path) -> None:
         ax.set_title(title, loc="left", fontsize=11)
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    png = Path(png)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    from bayling.io import atomic_path
+
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(png)
 
 
 def write_card(path: str | Path, out: str | Path, filter_report: str | Path | None = None) -> tuple[Path, Path, CardStats]:

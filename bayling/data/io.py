@@ -1,14 +1,14 @@
-"""JSON lines in and out. Outputs appear only when complete: written to a hidden temp file
-beside the target, fsynced, then renamed over it, so a killed run leaves no file that looks done.
+"""JSON lines in and out for the data stage. Writes go through bayling.io (atomic: a killed run
+leaves no file that looks done); reads name file:line for every bad line.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import Callable, Iterator
+
+from bayling.io import atomic_dir, atomic_open, dumps, temp_path, write_jsonl
 
 __all__ = ["ON_ERROR", "DataError", "atomic_open", "dumps", "export_hf_dataset", "read_records", "skip_or_raise",
            "temp_path", "write_jsonl"]
@@ -16,63 +16,6 @@ __all__ = ["ON_ERROR", "DataError", "atomic_open", "dumps", "export_hf_dataset",
 
 class DataError(ValueError):
     """Unusable data input; the message starts with file:line."""
-
-
-def dumps(record: dict) -> str:
-    """One record as a JSON line (UTF-8 text kept readable, key order kept: byte-stable)."""
-    return json.dumps(record, ensure_ascii=False)
-
-
-def temp_path(path: Path) -> Path:
-    """Where `atomic_open` writes before the rename: hidden, beside the target, per process."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """Open a text file for writing that only replaces `path` if the block finishes without error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    f = open(tmp, "w", encoding="utf-8", newline="\n")
-    try:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        f.close()
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_jsonl(path: str | Path, records: Iterable[dict], progress: Callable[[int], None] | None = None,
-                every: int = 1000) -> int:
-    """Write records atomically; call `progress(n_written)` every `every` records. Returns the count."""
-    n = 0
-    with atomic_open(path) as f:
-        write = f.write
-        for n, record in enumerate(records, 1):
-            write(dumps(record) + "\n")
-            if progress is not None and n % every == 0:
-                progress(n)
-    if progress is not None:
-        progress(n)
-    return n
 
 
 def read_records(path: str | Path, on_error: str = "fail",
@@ -128,7 +71,6 @@ def export_hf_dataset(path: str | Path, out_dir: str | Path) -> Path:
     Columns: `messages` (list of {role, content}) and `meta` (the meta object as a JSON string,
     since its keys differ between tasks).
     """
-    import shutil
     import tempfile
 
     from datasets import Dataset, Features, Value
@@ -141,11 +83,7 @@ def export_hf_dataset(path: str | Path, out_dir: str | Path) -> Path:
             yield {"messages": [{"role": m["role"], "content": m["content"]} for m in record["messages"]],
                    "meta": json.dumps(record.get("meta") or {}, ensure_ascii=False)}
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.cache-") as cache:
+    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(dir=out_dir.parent,
+                                                                  prefix=f".{out_dir.name}.cache-") as cache:
         Dataset.from_generator(rows, features=features, cache_dir=cache).save_to_disk(str(tmp))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
     return out_dir

@@ -44,13 +44,11 @@ def read_lines(path: str | os.PathLike) -> list[str]:
 
 def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     """One segment a line; newlines inside a segment become spaces so alignment survives."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    from bayling.io import atomic_open
+
+    with atomic_open(path) as f:
         for line in lines:
             f.write(" ".join(line.splitlines()) + "\n")
-    tmp.replace(p)
 
 
 def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -67,21 +65,15 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(p)
+    from bayling.io import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(p)
+    from bayling.io import write_jsonl as _write
+
+    _write(path, records)
 
 
 def check_aligned(named: Sequence[tuple[str, Sequence[Any]]]) -> int:

@@ -289,13 +289,11 @@ def _one_line(text: str) -> str:
 
 
 def _write_atomic(out: Path, lines: Iterable[str]) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from bayling.io import atomic_open
+
+    with atomic_open(out) as f:
         for line in lines:
             f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
 
 
 @dataclass

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -139,20 +137,15 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     if getattr(model, "hf_quantizer", None) is not None:  # plain weights now: save them as such
         model.hf_quantizer = None
         model.config.__dict__.pop("quantization_config", None)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
+    from bayling.io import atomic_dir
+
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         digest = hashlib.sha256(gguf_path.name.encode()).hexdigest()[:16]
         (tmp / _COMPLETE).write_text(
             json.dumps({"source": str(gguf_path), "source_id": digest, "files": _manifest(tmp)})
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model_path(name: str | os.PathLike | None = None) -> str:

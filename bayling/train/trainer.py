@@ -421,9 +421,9 @@ def _save_outputs(trainer, tokenizer, fmt, out: Path, summary: dict) -> None:
     tokenizer.save_pretrained(out)
     (out / "bayling.json").write_text(json.dumps(
         {"chat_format": fmt.name, "base_model": summary["base_model"], "method": summary["method"]}, indent=2))
-    tmp = out / "train_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, out / "train_summary.json")
+    from bayling.io import atomic_write_json
+
+    atomic_write_json(out / "train_summary.json", summary)
     (out / "README.md").write_text(_model_card(summary), encoding="utf-8")
 
 
