@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+from bayling.errors import BaylingError
 
 __all__ = [
     "ChatFormat",
@@ -106,7 +107,7 @@ _CHATML = (
 )
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(BaylingError, ValueError):
     """Messages that no chat format can render (wrong roles, empty content, ...)."""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from bayling.errors import BaylingError, run_cli
 
 app = typer.Typer(
     help="BayLing, complete: multilingual instruction tuning through interactive translation.",
@@ -38,7 +39,7 @@ app.command("merge")(merge_command)
 app.add_typer(corpus_app, name="corpus")
 
 
-class UsageError(ValueError):
+class UsageError(BaylingError, ValueError):
     """Bad arguments that no module caught earlier."""
 
 
@@ -189,43 +190,8 @@ def recipe_compare(
     typer.echo(compare_systems(specs, out))
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    # Errors whose message is already the one line a user needs.
-    import json
-
-    return (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, RuntimeError,
-            json.JSONDecodeError, KeyError, OSError)
-
-
-def _click():
-    try:  # typer >= 0.28 vendors click
-        from typer import _click as click
-    except ImportError:
-        import click
-    return click
-
-
 def main(argv: list[str] | None = None) -> None:
-    click = _click()
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    if debug:
-        args.remove("--debug")
-    try:
-        app(args=args, prog_name="bayling", standalone_mode=False)
-    except click.exceptions.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except _known_errors() as err:
-        if debug:
-            raise
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        typer.echo(f"error: {msg}", err=True)
-        sys.exit(2)
+    run_cli(app, argv, "bayling")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ import sys
 from pathlib import Path
 
 from bayling.io import atomic_path
+from bayling.errors import BaylingError
 
 __all__ = ["QUANTS", "ExportError", "export_gguf", "base_gguf_of"]
 
 QUANTS = ("q8_0", "f16", "f32")
 
 
-class ExportError(ValueError):
+class ExportError(BaylingError, ValueError):
     """A run that cannot be exported as asked (and why)."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from bayling.errors import ConfigError
 
 __all__ = ["cpu_has_fast_bf16", "fast_bf16", "resolve_bf16"]
 
@@ -45,6 +46,6 @@ def resolve_bf16(setting: bool | str | None) -> bool:
     if isinstance(setting, str):
         lowered = setting.lower()
         if lowered not in ("true", "false"):
-            raise ValueError(f"bf16 must be true, false or auto, got {setting!r}")
+            raise ConfigError(f"bf16 must be true, false or auto, got {setting!r}")
         return lowered == "true"
     return bool(setting)

@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from bayling.errors import BaylingError
 
 __all__ = [
     "LANGID_TO_FLORES",
@@ -45,7 +46,7 @@ class Language:
     aliases: tuple[str, ...] = ()  # other names and tags that resolve here ("Mandarin", "zh-cn")
 
 
-class UnknownLanguage(ValueError):
+class UnknownLanguage(BaylingError, ValueError):
     """A language name that resolves to none of the 204 FLORES-200 languages."""
 
     def __init__(self, name: str, suggestions: tuple[Language, ...] = ()) -> None:

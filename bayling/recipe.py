@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from bayling.io import atomic_write_json, write_jsonl
 from pathlib import Path
 from typing import Any
+from bayling.errors import ConfigError
 
 __all__ = ["Recipe", "load_recipe_file", "run_recipe", "STAGES"]
 
@@ -99,13 +100,13 @@ class Recipe:
         known = {"name", "out", "model", "train"}
         unknown = set(doc) - known
         if unknown:
-            raise ValueError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, select, "
+            raise ConfigError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, select, "
                              f"{', '.join(sorted(known - {'train'}))})")
         try:
             return cls(data=DataSection(sources=sources, **data), eval=EvalSection(**ev), select=SelectSection(**select),
                        **doc)
         except TypeError as err:
-            raise ValueError(f"recipe: {err}") from None
+            raise ConfigError(f"recipe: {err}") from None
 
 
 def load_recipe_file(path: str | Path) -> Recipe:
@@ -174,7 +175,7 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     stream = apply_filters(records(), default_filters(langid=True), report) if r.data.filter else records()
     n = write_jsonl(out / "convs.jsonl", stream)
     if n == 0:
-        raise ValueError(f"recipe {r.name}: the data stage produced no conversations (sources: "
+        raise ConfigError(f"recipe {r.name}: the data stage produced no conversations (sources: "
                          f"{', '.join(s.corpus for s in r.data.sources)})")
     info = {"conversations": n, "sources": used, "skipped_sources": skipped,
             "filters": report.as_dict() if r.data.filter else None}
@@ -189,7 +190,7 @@ def _engine_drafts(r: Recipe, out: Path, configs: list, console):
     opts = dict(r.data.drafts)
     unknown = set(opts) - {"model", "prompt", "max_new_tokens", "batch_size"}
     if unknown:
-        raise ValueError(f"recipe data.drafts: unknown option(s) {', '.join(sorted(unknown))} "
+        raise ConfigError(f"recipe data.drafts: unknown option(s) {', '.join(sorted(unknown))} "
                          "(known: model, prompt, max_new_tokens, batch_size)")
     model = r.model if opts.get("model", "base") == "base" else str(opts["model"])
     return prepare_drafts(configs, model, out / "drafts.jsonl", prompt=opts.get("prompt", "few-shot"),
@@ -273,7 +274,7 @@ def _eval_pairs(r: Recipe):
 
     root = _corpus_path(r.eval.corpus)
     if root is None:
-        raise ValueError(f"eval corpus {r.eval.corpus!r} is not available here")
+        raise ConfigError(f"eval corpus {r.eval.corpus!r} is not available here")
     pairs, shots = [], []
     for d in r.eval.directions:
         src, _, tgt = d.partition("-")
@@ -520,7 +521,7 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
             raise FileNotFoundError(f"{path}: no results (run the recipe first)")
         res = json.loads(path.read_text(encoding="utf-8"))
         if system not in res:
-            raise ValueError(f"{path}: no system {system!r} (has: {', '.join(k for k in res if isinstance(res[k], dict) and 'chrf' in res[k])})")
+            raise ConfigError(f"{path}: no system {system!r} (has: {', '.join(k for k in res if isinstance(res[k], dict) and 'chrf' in res[k])})")
         loaded[label] = res[system]
     labels = list(loaded)
     dirs = list(next(iter(loaded.values()))["breakdown"]["direction"])

@@ -85,6 +85,27 @@ def test_debug_shows_the_traceback():
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def test_a_bug_is_not_dressed_as_a_user_error(monkeypatch, capsys):
+    # What the user can fix is a BaylingError (one line, exit 2); a KeyError from a bug keeps its traceback.
+    import bayling.models
+    from bayling.cli import main
+    from bayling.errors import BaylingError
+
+    class Broken(dict):
+        def values(self):
+            raise KeyError("internal")
+
+    monkeypatch.setattr(bayling.models, "EMBEDDED", Broken())
+    with pytest.raises(KeyError):
+        main(["models", "list"])
+    monkeypatch.setattr(bayling.models, "EMBEDDED", type("Gone", (dict,), {"values": lambda self: (_ for _ in ()).throw(
+        bayling.models.ModelError("gemma3-270m: the package is not installed"))})())
+    with pytest.raises(SystemExit) as exit_:
+        main(["models", "list"])
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error: gemma3-270m: the package is not installed\n"
+    assert issubclass(bayling.models.ModelError, BaylingError)
+
+
 def test_recipes_parse():
     from bayling.recipe import load_recipe_file
     from bayling.train import TrainConfig

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Union
+from bayling.errors import BaylingError
 
 __all__ = ["CorpusError", "LineFile", "Pair", "PathLike", "lang_code", "lockstep", "require_files"]
 
@@ -42,7 +43,7 @@ class Pair:
     origin: str
 
 
-class CorpusError(ValueError):
+class CorpusError(BaylingError, ValueError):
     """Unreadable or inconsistent corpus input; the message names the file(s) and line."""
 
 

@@ -39,7 +39,7 @@ def read_flores(
     available = flores_languages(folder, split)
     if pairs is not None:
         if src_langs is not None or tgt_langs is not None:
-            raise ValueError("read_flores: pass either pairs or src_langs/tgt_langs, not both")
+            raise CorpusError("read_flores: pass either pairs or src_langs/tgt_langs, not both")
         directions = [_direction(p, folder, split, available) for p in pairs]
     else:
         srcs = _codes(src_langs, folder, split, available)
@@ -133,8 +133,8 @@ def _codes(langs: str | Iterable[str] | None, folder: Path, split: str, availabl
 def _direction(p: str | tuple[str, str], folder: Path, split: str, available: list[str]) -> tuple[str, str]:
     src, sep, tgt = p.partition("-") if isinstance(p, str) else (p[0], "-", p[1])
     if not sep or not src or not tgt:
-        raise ValueError(f"read_flores: direction {p!r} should be like 'en-zh' or ('en', 'zh')")
+        raise CorpusError(f"read_flores: direction {p!r} should be like 'en-zh' or ('en', 'zh')")
     s, t = _code(src, folder, split, available), _code(tgt, folder, split, available)
     if s == t:
-        raise ValueError(f"read_flores: direction {p!r} has the same language on both sides")
+        raise CorpusError(f"read_flores: direction {p!r} has the same language on both sides")
     return s, t

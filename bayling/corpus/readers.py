@@ -126,7 +126,7 @@ def read_jsonl(
     require_files(path)
     for side, fixed, field in (("src", src_lang, src_lang_field), ("tgt", tgt_lang, tgt_lang_field)):
         if fixed is None and field is None:
-            raise ValueError(f"read_jsonl({path}): pass {side}_lang or {side}_lang_field")
+            raise CorpusError(f"read_jsonl({path}): pass {side}_lang or {side}_lang_field")
     fixed_src = lang_code(src_lang) if src_lang else None
     fixed_tgt = lang_code(tgt_lang) if tgt_lang else None
     return _jsonl(path, fixed_src, fixed_tgt, src_field, tgt_field, src_lang_field, tgt_lang_field, allow_blank)

@@ -19,6 +19,7 @@ from bayling.data.crosslingual import plan_crosslingual
 from bayling.data.records import Plan, Unit, to_record
 from bayling.data.sampling import LanguageSampler, language_weights, record_rng, shard_of
 from bayling.data.sessions import plan_refine_session, plan_session
+from bayling.errors import ConfigError
 
 __all__ = ["BuildConfig", "build_conversations", "parse_shard", "plan_conversations", "read_units"]
 
@@ -47,17 +48,17 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.sessions not in SESSIONS:
-            raise ValueError(f"sessions must be one of {', '.join(SESSIONS)}, got {self.sessions!r}")
+            raise ConfigError(f"sessions must be one of {', '.join(SESSIONS)}, got {self.sessions!r}")
         for name in ("crosslingual", "multi_turn", "into_english"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.per_line < 1 or not 1 <= self.max_turns <= 5:
-            raise ValueError("per_line must be >= 1 and max_turns between 1 and 5")
+            raise ConfigError("per_line must be >= 1 and max_turns between 1 and 5")
         i, n = self.shard
         if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard {i}/{n}: need 0 <= i < N")
+            raise ConfigError(f"shard {i}/{n}: need 0 <= i < N")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -65,9 +66,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+        raise ConfigError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard {text!r}: need 0 <= i < N")
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < N")
     return i, n
 
 
@@ -142,5 +143,5 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig, drafts: Ca
 def build_conversations(cfg: BuildConfig, drafts: Callable | None = None) -> Iterator[dict]:
     """Reference-mode records, ready for `write_jsonl` (every trained answer grounded in the corpus)."""
     if cfg.mode != "reference":
-        raise ValueError("build_conversations writes reference mode; teacher mode goes through bayling.data.teacher")
+        raise ConfigError("build_conversations writes reference mode; teacher mode goes through bayling.data.teacher")
     return (to_record(plan) for plan in plan_conversations(cfg, drafts))

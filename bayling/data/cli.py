@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from bayling.data.build import BuildConfig as _DEFAULTS  # light (no model code): option defaults live in one place
+from bayling.errors import ConfigError
 
 app = typer.Typer(help="Instruction data: interactive-translation sessions, cross-lingual tasks, filters, mixing, "
                        "data cards.", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -120,7 +121,7 @@ def build(
             from bayling.data.teacher import TeacherConfig, teacher_build
 
             if not teacher_url:
-                raise ValueError("--mode teacher needs --teacher-url (an OpenAI-compatible base URL ending in /v1)")
+                raise ConfigError("--mode teacher needs --teacher-url (an OpenAI-compatible base URL ending in /v1)")
             tcfg = TeacherConfig(base_url=teacher_url, model=teacher_model, api_key=api_key, concurrency=concurrency,
                                  max_retries=max_retries, timeout=timeout, temperature=gen_temperature,
                                  max_tokens=max_tokens, write_users=teacher_writes_users,
@@ -213,21 +214,10 @@ def card(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run this app alone, reporting known errors in one line like `bayling` does."""
-    try:  # typer >= 0.28 vendors click
-        from typer import _click as click
-    except ImportError:
-        import click
-    try:
-        app(args=argv, prog_name="bayling data", standalone_mode=False)
-    except click.exceptions.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except (ValueError, RuntimeError, OSError) as err:
-        typer.echo(f"error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """Run this app alone, reporting user errors in one line like `bayling` does."""
+    from bayling.errors import run_cli
+
+    run_cli(app, argv, "bayling data")
 
 
 if __name__ == "__main__":

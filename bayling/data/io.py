@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bayling.io import atomic_dir, atomic_open, dumps, temp_path, write_jsonl
+from bayling.errors import BaylingError
 
 __all__ = ["ON_ERROR", "DataError", "atomic_open", "dumps", "export_hf_dataset", "read_records", "skip_or_raise",
            "temp_path", "write_jsonl"]
 
 
-class DataError(ValueError):
+class DataError(BaylingError, ValueError):
     """Unusable data input; the message starts with file:line."""
 
 

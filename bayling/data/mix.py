@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bayling.data.io import DataError, check_on_error, read_records, skip_or_raise
+from bayling.errors import ConfigError
 
 __all__ = ["GeneralSource", "MixReport", "mix_records", "parse_general", "read_general"]
 
@@ -124,7 +125,7 @@ def mix_records(built: list[str | Path], general: list[GeneralSource], ratio: fl
     """Built records and a seeded sample of general records, randomly interleaved."""
     report = report if report is not None else MixReport()
     if ratio is not None and ratio < 0:
-        raise ValueError(f"ratio must be >= 0, got {ratio}")
+        raise ConfigError(f"ratio must be >= 0, got {ratio}")
     rng = random.Random(seed)
     n_built = sum(1 for path in built for _ in read_records(path))  # counts and validates up front
     report.built = n_built

@@ -15,6 +15,7 @@ import zlib
 from itertools import accumulate
 from pathlib import Path
 from typing import Iterable
+from bayling.errors import ConfigError
 
 __all__ = ["LanguageSampler", "language_weights", "read_lang_sizes", "record_rng", "shard_of"]
 
@@ -48,7 +49,7 @@ def language_weights(codes: Iterable[str], temperature: float = 5.0,
                      sizes: dict[str, float] | None = None) -> dict[str, float]:
     """Normalised sampling weight per language: size ** (1 / temperature)."""
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     table = _DEFAULT_SIZE if sizes is None else sizes
     raw = {c: max(table.get(c, _LOW_RESOURCE_SIZE), 1e-9) ** (1.0 / temperature) for c in codes}
     total = sum(raw.values())
@@ -68,7 +69,7 @@ def read_lang_sizes(path: str | Path) -> dict[str, float]:
             try:
                 sizes[lang_code(cells[0].strip())] = float(cells[1])
             except (IndexError, ValueError) as e:
-                raise ValueError(f"{path}:{no}: expected 'language<TAB>size' ({e})") from None
+                raise ConfigError(f"{path}:{no}: expected 'language<TAB>size' ({e})") from None
     return sizes
 
 

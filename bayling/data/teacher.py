@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 from bayling.data.io import atomic_open, dumps
 from bayling.data.records import Plan, to_record
+from bayling.errors import BaylingError
 
 __all__ = ["ResponseCache", "RetriesExhausted", "TeacherClient", "TeacherConfig", "TeacherError", "TeacherStats",
            "run_teacher", "teacher_build"]
@@ -42,7 +43,7 @@ USER_SIMULATOR = (
 )
 
 
-class TeacherError(RuntimeError):
+class TeacherError(BaylingError, RuntimeError):
     """The teacher endpoint refused a request (not worth retrying) or a run could not finish."""
 
 

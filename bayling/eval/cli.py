@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, List, Optional
@@ -460,17 +459,11 @@ def report(
         typer.echo(f"HTML report written to {html_out}", err=True)
 
 
-def main() -> None:  # `python -m bayling.eval.cli` while the lead wires `bayling eval`
-    try:
-        app(standalone_mode=False)
-    except ValueError as e:  # EvalError, CorpusError, UnknownLanguage: one line says what is wrong
-        typer.echo(f"error: {str(e).splitlines()[0]}", err=True)
-        sys.exit(2)
-    except Exception as e:  # noqa: BLE001  click usage errors print themselves
-        if hasattr(e, "show"):
-            e.show()
-            sys.exit(getattr(e, "exit_code", 2))
-        raise
+def main(argv: list[str] | None = None) -> None:
+    """Run this app alone, reporting user errors in one line like `bayling` does."""
+    from bayling.errors import run_cli
+
+    run_cli(app, argv, "bayling eval")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+from bayling.errors import BaylingError
 
 __all__ = [
     "EvalError",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class EvalError(ValueError):
+class EvalError(BaylingError, ValueError):
     """Bad eval input; the message is one line naming the file (and line) at fault."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bayling.infer.engine import Engine
+from bayling.errors import ConfigError
 
 __all__ = ["BACKENDS", "load_engine"]
 
@@ -30,12 +31,12 @@ def load_engine(
         from bayling.infer.llamacpp import LlamaCppEngine
 
         if adapter:
-            raise ValueError("the llamacpp backend takes a merged GGUF; --adapter works with --backend transformers")
+            raise ConfigError("the llamacpp backend takes a merged GGUF; --adapter works with --backend transformers")
         return LlamaCppEngine.load(model, chat_format=chat_format, n_ctx=n_ctx)
     if backend == "openai":
         from bayling.infer.remote import OpenAIEngine
 
         if not base_url:
-            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            raise ConfigError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAIEngine(base_url, model=model, api_key=api_key)
-    raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

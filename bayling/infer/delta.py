@@ -13,11 +13,12 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
+from bayling.errors import BaylingError
 
 __all__ = ["DeltaError", "apply_delta", "make_delta"]
 
 
-class DeltaError(ValueError):
+class DeltaError(BaylingError, ValueError):
     """Base and delta/target do not fit together (missing tensors, other shapes, no weights)."""
 
 

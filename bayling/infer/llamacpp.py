@@ -12,11 +12,12 @@ from typing import Iterator, Sequence
 
 from bayling.chat_formats import get_format
 from bayling.infer.engine import Engine, GenerationConfig, StopScanner, Stream
+from bayling.errors import BaylingError, ConfigError
 
 __all__ = ["BackendUnavailable", "LlamaCppEngine", "gguf_path", "llama_cpp_available"]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(BaylingError, RuntimeError):
     """A backend whose package is not installed."""
 
 
@@ -48,7 +49,7 @@ def gguf_path(model: str | None) -> Path:
     shipped = _shipped_run(name)
     if shipped is not None:
         return exported_gguf(shipped)
-    raise ValueError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {name!r}")
+    raise ConfigError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {name!r}")
 
 
 def _shipped_run(name: str) -> Path | None:

@@ -9,6 +9,7 @@ import os
 from typing import Iterator, Sequence
 
 from bayling.infer.engine import Engine, GenerationConfig, Rewriter, Stream
+from bayling.errors import ConfigError
 
 __all__ = ["OpenAIEngine"]
 
@@ -26,7 +27,7 @@ class OpenAIEngine(Engine):
     def _first_model(self) -> str:
         models = list(self.client.models.list())
         if not models:
-            raise ValueError(f"{self.base_url} serves no models; pass --model")
+            raise ConfigError(f"{self.base_url} serves no models; pass --model")
         return models[0].id
 
     def _sampling(self, config: GenerationConfig) -> dict:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from bayling.errors import BaylingError
 from bayling.infer.engine import Engine, GenerationConfig
 from bayling.infer.prompts import (
     FEW_SHOT_STOP,
@@ -51,7 +52,7 @@ PROMPT_MODES = ("few-shot", "chat")
 BASE_MODELS = frozenset({"gemma3-270m"})
 
 
-class TranslateError(ValueError):
+class TranslateError(BaylingError, ValueError):
     """Input that cannot be translated as asked (unknown format, missing language, duplicate ids)."""
 
 

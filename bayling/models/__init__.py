@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from bayling.errors import BaylingError
 
 __all__ = [
     "EMBEDDED",
@@ -29,7 +30,7 @@ DEFAULT_MODEL = "gemma3-270m"
 _COMPLETE = "bayling-complete.json"
 
 
-class ModelError(RuntimeError):
+class ModelError(BaylingError, RuntimeError):
     """A model could not be found, converted or loaded."""
 
 

@@ -29,6 +29,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bayling.errors import ConfigError
 from bayling.chat_formats import ChatFormatError, validate_messages
 from bayling.infer.engine import Engine, GenerationConfig
 from bayling.serve.protocol import (
@@ -81,7 +82,7 @@ class Gate:
 
     def __init__(self, running: int, waiting: int):
         if running < 1 or waiting < 0:
-            raise ValueError("max_concurrent must be >= 1 and max_waiting >= 0")
+            raise ConfigError("max_concurrent must be >= 1 and max_waiting >= 0")
         self.max_running, self.max_waiting = running, waiting
         self.running = 0
         self._line: collections.deque[asyncio.Future] = collections.deque()

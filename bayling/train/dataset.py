@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, validate_messages
+from bayling.errors import BaylingError
 
 __all__ = ["Example", "TrainDataError", "Stats", "read_conversations", "to_messages", "tokenize_conversations"]
 
@@ -20,7 +21,7 @@ _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assista
                    "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
 
 
-class TrainDataError(ValueError):
+class TrainDataError(BaylingError, ValueError):
     """The data yields nothing trainable (raised before any model is loaded)."""
 
 

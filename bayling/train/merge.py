@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from bayling.errors import ConfigError
 
 __all__ = ["merge_adapter", "pack_adapter"]
 
@@ -15,7 +16,7 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
 
     adapter_dir, out = Path(adapter_dir), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise ValueError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+        raise ConfigError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
     model, tokenizer = load_model(str(adapter_dir), device="cpu", merge=False)
     merged = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def pack_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
 
     adapter_dir, out = Path(adapter_dir), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise ValueError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
+        raise ConfigError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
     out.mkdir(parents=True, exist_ok=True)
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()},

@@ -51,9 +51,11 @@ def selection_callback(select_set: str | Path, out: str | Path, tokenizer, fmt, 
     """A TrainerCallback that scores every saved checkpoint on `select_set` (greedy, chat prompt)."""
     from transformers import TrainerCallback
 
+    from bayling.errors import ConfigError
+
     pairs = read_select_set(select_set)
     if not pairs:
-        raise ValueError(f"{select_set}: no pairs to select checkpoints on")
+        raise ConfigError(f"{select_set}: no pairs to select checkpoints on")
     out = Path(out)
 
     class SelectOnDev(TrainerCallback):
@@ -106,6 +108,8 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
     """Put a checkpoint's trained weights (LoRA adapter or full model) into `model` in place."""
     from safetensors.torch import load_file
 
+    from bayling.models import ModelError
+
     checkpoint = Path(checkpoint)
     adapter = checkpoint / "adapter_model.safetensors"
     if adapter.is_file():
@@ -121,4 +125,4 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
         state.update(load_file(str(shard)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
-        raise ValueError(f"{checkpoint}: weights the model does not have: {unexpected[:3]}")
+        raise ModelError(f"{checkpoint}: weights the model does not have: {unexpected[:3]}")

@@ -16,6 +16,7 @@ from typing import Any
 from bayling.hardware import resolve_bf16
 from bayling.train.dataset import Stats, TrainDataError, read_conversations, tokenize_conversations
 from bayling.train.packing import Collator, pack, packing_efficiency
+from bayling.errors import ConfigError
 
 __all__ = ["TrainConfig", "train", "load_recipe"]
 
@@ -74,7 +75,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"unknown train option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         return cls(**d)
 
 
@@ -88,9 +89,9 @@ def read_recipe_yaml(path: str | Path) -> dict:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a recipe is a YAML mapping")
+        raise ConfigError(f"{path}: a recipe is a YAML mapping")
     return doc
 
 
@@ -213,7 +214,7 @@ def _quantized_load(method: str, dtype) -> dict:
     import torch
 
     if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError("qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); use --method lora on CPU")
+        raise ConfigError("qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); use --method lora on CPU")
     from transformers import BitsAndBytesConfig
 
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -238,7 +239,7 @@ def train(cfg: TrainConfig) -> dict:
 
     set_seed(cfg.seed)
     if not cfg.data:
-        raise ValueError("no training data: pass --data FILE (JSONL or a datasets folder)")
+        raise ConfigError("no training data: pass --data FILE (JSONL or a datasets folder)")
     if not Path(cfg.data).exists():
         raise FileNotFoundError(f"{cfg.data}: no such data file")
     out = Path(cfg.out)
@@ -290,7 +291,7 @@ def train(cfg: TrainConfig) -> dict:
             model.get_input_embeddings().weight.requires_grad_(False)
             model.get_output_embeddings().weight.requires_grad_(False)
     else:
-        raise ValueError(f"unknown method {cfg.method!r}: use lora, qlora or full")
+        raise ConfigError(f"unknown method {cfg.method!r}: use lora, qlora or full")
     if bf16:
         for p in model.parameters():
             if p.requires_grad:
