@@ -124,7 +124,7 @@ def teacher_rate(latency: float, concurrency: int, conversations: int, tmp: Path
     from bayling.data.build import BuildConfig, plan_conversations
     from bayling.data.teacher import TeacherConfig, teacher_build
 
-    server = subprocess.Popen([sys.executable, "-m", "bayling.data.fake_teacher", "--latency", str(latency)],
+    server = subprocess.Popen([sys.executable, "-m", "bayling.testing.fake_teacher", "--latency", str(latency)],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         url = server.stdout.readline().strip()

@@ -180,7 +180,7 @@ def main() -> None:
     bench_translation(args.segments)
 
     from bayling.infer.engine import TransformersEngine
-    from bayling.models.tiny import build_tiny_model
+    from bayling.testing.tiny import build_tiny_model
 
     questions, source = _exam(args.questions)
     print(f"log-likelihood option scoring ({source}, batch {args.batch_size}, one core):")

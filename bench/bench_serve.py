@@ -122,7 +122,7 @@ FAKE_LATENCY = 0.005  # per word: 16 words = 80 ms a request
 
 def _engine(kind: str):
     if kind == "fake":
-        from bayling.infer.fake import FakeEngine
+        from bayling.testing.fake_engine import FakeEngine
 
         return FakeEngine(lambda m: WORDS, token_latency=FAKE_LATENCY)
     from bayling.infer.engine import TransformersEngine
@@ -232,9 +232,9 @@ def memory_soak(seconds: float, clients: int = 4) -> dict:
     import httpx
     import psutil
 
-    from bayling.infer.fake import FakeEngine
+    from bayling.testing.fake_engine import FakeEngine
     from bayling.serve.app import Limits, create_app
-    from bayling.serve.background import BackgroundServer
+    from bayling.testing.background import BackgroundServer
 
     proc = psutil.Process(os.getpid())
     engine = FakeEngine(lambda m: "a b c d e f g h", token_latency=0.001)

@@ -95,7 +95,7 @@ def _setup(args) -> tuple[Path, str, Path]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     model = args.model
     if model == "tiny":
-        from bayling.models.tiny import build_tiny_model
+        from bayling.testing.tiny import build_tiny_model
 
         model = str(build_tiny_model(tmp / "tiny"))
         args.chat_format = args.chat_format or "gemma"

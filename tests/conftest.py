@@ -19,14 +19,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from bayling.models.tiny import build_tiny_model
+    from bayling.testing.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from bayling.models.tiny import build_tiny_tokenizer
+    from bayling.testing.tiny import build_tiny_tokenizer
 
     return build_tiny_tokenizer()
 

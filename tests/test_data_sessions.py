@@ -328,7 +328,7 @@ def test_engine_drafts_get_follow_ups_naming_their_real_flaws(lines):
 
 def test_drafts_are_generated_once_cached_and_resumed(tmp_path, lines):
     from bayling.data.drafts import DraftCache, DraftRecorder, generate_drafts
-    from bayling.infer.fake import FakeEngine
+    from bayling.testing.fake_engine import FakeEngine
 
     cfg = BuildConfig(str(SAMPLE), per_line=2, seed=5, multi_turn=0.6, crosslingual=0.0)
     recorder = DraftRecorder()

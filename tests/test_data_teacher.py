@@ -16,7 +16,7 @@ import pytest
 
 import bayling
 from bayling.data.build import BuildConfig, plan_conversations
-from bayling.data.fake_teacher import FakeTeacher, FakeTeacherConfig
+from bayling.testing.fake_teacher import FakeTeacher, FakeTeacherConfig
 from bayling.data.teacher import TeacherConfig, TeacherError, teacher_build
 
 SAMPLE = Path(bayling.__file__).parent / "assets" / "sample"

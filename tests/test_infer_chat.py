@@ -6,7 +6,7 @@ import json
 
 from bayling.infer.chat import run_chat
 from bayling.infer.engine import GenerationConfig
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 
 
 def _reply(messages) -> str:

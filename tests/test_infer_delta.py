@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from bayling.infer.delta import DeltaError, apply_delta, make_delta
-from bayling.models.tiny import build_tiny_model
+from bayling.testing.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from bayling.infer.engine import GenerationConfig, Rewriter, StopScanner, TransformersEngine, cut_at_stop
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_loading_an_official_folder_picks_template_stops_and_placeholders(tiny_m
 
 def test_placeholders_are_filled_in_chat_and_stream():
     from bayling.infer.engine import GenerationConfig
-    from bayling.infer.fake import FakeEngine
+    from bayling.testing.fake_engine import FakeEngine
 
     fake = FakeEngine(lambda t: "我是[名字]，I am [NAME] from [AFFILIATION].")
     fake.replacements = OFFICIAL["BayLing-13B-v1.1"].replacements

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bayling.infer.engine import GenerationConfig
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 from bayling.serve.app import create_app
-from bayling.serve.background import BackgroundServer
+from bayling.testing.background import BackgroundServer
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bayling.infer.engine import GenerationConfig
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 from bayling.infer.translate import (
     TranslateError,
     default_prompt_mode,
@@ -168,7 +168,7 @@ def test_sigkill_mid_run_then_resume_is_complete_and_aligned(tmp_path, suffix):
     import time
 
     from bayling.serve.app import create_app
-    from bayling.serve.background import BackgroundServer
+    from bayling.testing.background import BackgroundServer
 
     src, out = tmp_path / "in.txt", tmp_path / f"out{suffix}"
     src.write_text("".join(f"sentence {i}\n" for i in range(1, 21)))

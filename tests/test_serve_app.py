@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 from bayling.serve.app import Limits, create_app
-from bayling.serve.background import BackgroundServer
+from bayling.testing.background import BackgroundServer
 
 KEY = "sk-test"
 

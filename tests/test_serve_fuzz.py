@@ -89,7 +89,7 @@ def test_fuzz_raw_bytes(http, raw):
 def fake_http():
     from fastapi.testclient import TestClient
 
-    from bayling.infer.fake import FakeEngine
+    from bayling.testing.fake_engine import FakeEngine
 
     app = create_app(FakeEngine(), limits=Limits(max_tokens=8, default_max_tokens=8, max_prompt_tokens=64))
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -97,7 +97,7 @@ def fake_http():
 
 
 def _schema_posts() -> list[tuple[str, dict, set[str]]]:
-    from bayling.infer.fake import FakeEngine
+    from bayling.testing.fake_engine import FakeEngine
 
     spec = create_app(FakeEngine()).openapi()
     posts = []

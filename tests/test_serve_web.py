@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from bayling.infer.fake import FakeEngine
+from bayling.testing.fake_engine import FakeEngine
 from bayling.serve.app import create_app
-from bayling.serve.background import BackgroundServer
+from bayling.testing.background import BackgroundServer
 
 CHROMIUM = os.environ.get("BAYLING_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -204,7 +204,7 @@ def test_full_fine_tune(tiny_model_dir, tmp_path):
     # The tied embedding / LM head is frozen by default and trained on request.
     from safetensors.torch import load_file
 
-    from bayling.models.tiny import build_tiny_model  # noqa: F401  (the fixture's builder)
+    from bayling.testing.tiny import build_tiny_model  # noqa: F401  (the fixture's builder)
 
     before = load_file(str(tiny_model_dir / "model.safetensors"))
     after = load_file(str(tmp_path / "full" / "model.safetensors"))

@@ -6,7 +6,7 @@ connections (the socket is closed with no response). GET /v1/stats returns its c
 It is a small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) rather than an ASGI
 app, because only a raw transport can drop a connection mid-request.
 
-    python -m bayling.data.fake_teacher --latency 0.1 --p429 0.05 --p500 0.05 --pdrop 0.02
+    python -m bayling.testing.fake_teacher --latency 0.1 --p429 0.05 --p500 0.05 --pdrop 0.02
     # prints "http://127.0.0.1:PORT/v1" once listening, then serves until killed
 """
 
