@@ -337,7 +337,7 @@ def evaluate_system(engine, prompt: str, pairs, shots, r: Recipe) -> dict:
 
 
 def stage_eval(r: Recipe, out: Path, console) -> dict:
-    from bayling.infer.engine import TransformersEngine
+    from bayling.infer.backends import load_engine
 
     pairs, shots = _eval_pairs(r)
     results: dict[str, Any] = {}
@@ -353,20 +353,12 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
             continue
         if system == "base":
             # The base model meets the refinement turns in the same chat format the tuned one learns.
-            engine = TransformersEngine.load(r.model, chat_format=r.train.get("chat_format"),
-                                             batch_size=r.eval.batch_size)
-            prompt = "few-shot"
-        elif system == "tuned" and r.eval.base_url:
-            from bayling.infer.remote import OpenAIEngine
-
-            engine = OpenAIEngine(r.eval.base_url)
-            prompt = "chat"
-        elif system == "tuned":
-            engine = TransformersEngine.load(str(out / "model"), batch_size=r.eval.batch_size)
-            prompt = "chat"
+            model, kw, prompt = r.model, {"chat_format": r.train.get("chat_format")}, "few-shot"
+        elif system == "tuned" and r.eval.base_url:  # the tuned model served elsewhere (vLLM)
+            model, kw, prompt = None, {"backend": "openai", "base_url": r.eval.base_url}, "chat"
         else:
-            engine = TransformersEngine.load(system, batch_size=r.eval.batch_size)
-            prompt = "chat"
+            model, kw, prompt = str(out / "model") if system == "tuned" else system, {}, "chat"
+        engine = load_engine(model, batch_size=r.eval.batch_size, **kw)
         console.print(f"[bold]eval[/] {system} ({prompt}) on {len(pairs)} held-out sentences")
         results[system] = evaluate_system(engine, prompt, pairs, shots, r)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)

@@ -1,28 +1,21 @@
 """Models to evaluate and judges to ask: a local engine, or any OpenAI-compatible endpoint.
 
-`open_engine` gives an `Engine` (bayling.infer.engine) either way, so every task generates the
-same way for this project's models, a vLLM server or a hosted API. `ChatClient` is the small
-synchronous client the LLM judge uses.
+`open_engine` gives an `Engine` (bayling.infer.backends.load_engine, the one factory) either way, so
+every task generates the same way for this project's models, a vLLM server or a hosted API.
+`ChatClient` is the small synchronous client the LLM judge uses (its client from
+bayling.infer.remote.openai_client).
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from bayling.infer.engine import Engine, GenerationConfig
+from bayling.infer.remote import OpenAIEngine  # noqa: F401  (the one remote engine, re-exported)
 
 __all__ = ["EMPTY_REPLY", "ChatClient", "OpenAIEngine", "chat_turns", "open_engine"]
 
 EMPTY_REPLY = "(no reply)"
-
-
-def _client(base_url: str, api_key: str | None, timeout: float, max_retries: int):
-    from openai import OpenAI
-
-    key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers ignore the key
-    return OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
 
 
 class ChatClient:
@@ -32,7 +25,9 @@ class ChatClient:
                  max_retries: int = 2) -> None:
         self.base_url = base_url
         self.model = model
-        self._client = _client(base_url, api_key, timeout, max_retries)
+        from bayling.infer.remote import openai_client
+
+        self._client = openai_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
 
     def chat(self, messages: Sequence[dict], *, temperature: float = 0.0, max_tokens: int = 1024,
              stop: Sequence[str] = (), top_p: float = 1.0, seed: int | None = None) -> str:
@@ -54,37 +49,6 @@ class ChatClient:
         return resp.choices[0].text or ""
 
 
-class OpenAIEngine(Engine):
-    """The Engine interface over an OpenAI-compatible server (the server applies the chat template)."""
-
-    tokenizer = None
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
-                 timeout: float = 300.0) -> None:
-        self.client = ChatClient(base_url, model, api_key, timeout=timeout)
-        self.concurrency = max(1, concurrency)
-
-    def _map(self, fn, items):
-        if self.concurrency == 1 or len(items) <= 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(fn, items))
-
-    def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
-        def one(p: str) -> str:
-            return self.client.complete(p, temperature=config.temperature, max_tokens=config.max_new_tokens,
-                                        stop=config.stop, top_p=config.top_p)
-
-        return self._map(one, list(prompts))
-
-    def chat(self, conversations: Sequence[Sequence[dict]], config: GenerationConfig) -> list[str]:
-        def one(messages: Sequence[dict]) -> str:
-            return self.client.chat(messages, temperature=config.temperature, max_tokens=config.max_new_tokens,
-                                    stop=config.stop, top_p=config.top_p).strip()
-
-        return self._map(one, list(conversations))
-
-
 def open_engine(
     model: str | None = None,
     *,
@@ -96,15 +60,14 @@ def open_engine(
 ) -> Engine:
     """A local TransformersEngine, or an OpenAIEngine when `base_url` is given (then `model` is the
     name the server knows)."""
-    if base_url:
-        if not model:
-            from bayling.eval.common import EvalError
+    from bayling.infer.backends import load_engine
 
-            raise EvalError("--base-url needs --model: the model name the server serves")
-        return OpenAIEngine(base_url, model, api_key, concurrency=batch_size)
-    from bayling.infer.engine import TransformersEngine
+    if base_url and not model:
+        from bayling.eval.common import EvalError
 
-    return TransformersEngine.load(model, adapter=adapter, chat_format=chat_format, batch_size=batch_size)
+        raise EvalError("--base-url needs --model: the model name the server serves")
+    return load_engine(model, backend="openai" if base_url else "transformers", adapter=adapter,
+                       chat_format=chat_format, base_url=base_url, api_key=api_key, batch_size=batch_size)
 
 
 def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: GenerationConfig, *,

@@ -38,5 +38,5 @@ def load_engine(
 
         if not base_url:
             raise ConfigError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIEngine(base_url, model=model, api_key=api_key)
+        return OpenAIEngine(base_url, model=model, api_key=api_key, concurrency=batch_size)
     raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

@@ -1,27 +1,41 @@
 """Any OpenAI-compatible endpoint (vLLM, llama.cpp's server, another `bayling serve`) as an Engine.
 
-Chats go out as messages, so the server applies its own template; raw prompts use /v1/completions.
+The one home of OpenAI clients: `openai_client` is the only place one is constructed (the SDK
+retries 408/409/429/5xx and dropped connections with backoff itself). Chats go out as messages, so
+the server applies its own template; raw prompts use /v1/completions; batches run `concurrency`
+requests at a time.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 from bayling.infer.engine import Engine, GenerationConfig, Rewriter, Stream
 from bayling.errors import ConfigError
 
-__all__ = ["OpenAIEngine"]
+__all__ = ["OpenAIEngine", "openai_client"]
+
+
+def openai_client(base_url: str, api_key: str | None = None, *, timeout: float = 600.0, max_retries: int = 2,
+                  asynchronous: bool = False):
+    """An `openai` client for `base_url` (the key defaults to $OPENAI_API_KEY; local servers ignore it)."""
+    from openai import AsyncOpenAI, OpenAI
+
+    key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    return (AsyncOpenAI if asynchronous else OpenAI)(base_url=base_url, api_key=key, timeout=timeout,
+                                                     max_retries=max_retries)
 
 
 class OpenAIEngine(Engine):
-    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 600.0, max_retries: int = 2):
-        from openai import OpenAI
+    tokenizer = None  # the server tokenizes
 
-        self.client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
-                             timeout=timeout, max_retries=max_retries)
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 600.0, max_retries: int = 2, concurrency: int = 1):
+        self.client = openai_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
         self.base_url = base_url
+        self.concurrency = max(1, concurrency)
         self.name = model or self._first_model()
 
     def _first_model(self) -> str:
@@ -42,16 +56,25 @@ class OpenAIEngine(Engine):
     def chat_config(self, config: GenerationConfig) -> GenerationConfig:
         return config
 
+    def _map(self, fn, items: list) -> list:
+        if self.concurrency == 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(fn, items))
+
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
-        return [self.client.completions.create(model=self.name, prompt=p, **self._sampling(config)).choices[0].text
-                for p in prompts]
+        def one(prompt: str) -> str:
+            r = self.client.completions.create(model=self.name, prompt=prompt, **self._sampling(config))
+            return r.choices[0].text or ""
+
+        return self._map(one, list(prompts))
 
     def chat(self, conversations: Sequence[Sequence[dict]], config: GenerationConfig) -> list[str]:
-        outs = []
-        for messages in conversations:
+        def one(messages: Sequence[dict]) -> str:
             r = self.client.chat.completions.create(model=self.name, messages=list(messages), **self._sampling(config))
-            outs.append(Rewriter(self.replacements).apply((r.choices[0].message.content or "").strip()))
-        return outs
+            return Rewriter(self.replacements).apply((r.choices[0].message.content or "").strip())
+
+        return self._map(one, list(conversations))
 
     def _consume(self, chunks, stream: Stream, delta) -> Iterator[str]:
         try:
