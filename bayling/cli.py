@@ -135,7 +135,7 @@ app.add_typer(export_app, name="export")
 @export_app.command("gguf")
 def export_gguf_command(
     run: str = typer.Argument(..., help="A `bayling train` output (LoRA adapter or full model), or bayling-mini."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="GGUF file to write [default: RUN-QUANT.gguf]."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="GGUF file to write (default: RUN-QUANT.gguf)."),
     quant: str = typer.Option("q8_0", help="Type of the tensors training changed: q8_0, f16 or f32 (the others "
                                            "keep the base GGUF's own quantization)."),
     converter: Optional[str] = typer.Option(None, help="llama.cpp's convert_hf_to_gguf.py, for runs whose base is "
