@@ -362,6 +362,7 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
         console.print(f"[bold]eval[/] {system} ({prompt}) on {len(pairs)} held-out sentences")
         results[system] = evaluate_system(engine, prompt, pairs, shots, r)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)
+        results[system]["backend"] = kw.get("backend", "transformers")  # what produced these answers
         del engine
         atomic_write_json(saved, {"fingerprint": key, "result": results[system]})
     return results

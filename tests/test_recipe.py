@@ -29,6 +29,7 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tiny_model_dir, tmp_pa
         assert r["off_target_rate"] is None or 0 <= r["off_target_rate"] <= 1
         assert set(r["breakdown"]["direction"]) == {"eng_Latn-deu_Latn", "fra_Latn-eng_Latn"}
     assert results["base"]["prompt"] == "few-shot" and results["tuned"]["prompt"] == "chat"
+    assert results["base"]["backend"] == results["tuned"]["backend"] == "transformers"
     assert (out / "report.html").read_text().count("<img") >= 1
     assert (out / "results.png").stat().st_size > 1000
     assert "base" in (out / "report.md").read_text()
