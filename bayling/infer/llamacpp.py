@@ -28,8 +28,9 @@ def llama_cpp_available() -> bool:
 
 
 def gguf_path(model: str | None) -> Path:
-    """The GGUF file for an embedded model name or a path to a .gguf file."""
-    from bayling.models import DEFAULT_MODEL, EMBEDDED
+    """The GGUF file for an embedded model name, a .gguf path, a folder holding one, or a trained
+    run (`bayling train` output or a shipped adapter such as bayling-mini: exported once, cached)."""
+    from bayling.models import DEFAULT_MODEL, EMBEDDED, _shipped_path
 
     name = str(model or DEFAULT_MODEL)
     if name in EMBEDDED:
@@ -41,22 +42,10 @@ def gguf_path(model: str | None) -> Path:
         found = sorted(path.glob("*.gguf"))
         if len(found) == 1:
             return found[0]
-        from bayling.models import _shipped_path
-
-        run = _shipped_path(name) or path
-        if (run / "bayling.json").is_file():  # a trained run: exported once, kept in the cache
-            return exported_gguf(run)
-    shipped = _shipped_run(name)
-    if shipped is not None:
-        return exported_gguf(shipped)
+    run = _shipped_path(name) or path
+    if (run / "bayling.json").is_file():
+        return exported_gguf(run)
     raise ConfigError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {name!r}")
-
-
-def _shipped_run(name: str) -> Path | None:
-    from bayling.models import _shipped_path
-
-    shipped = _shipped_path(name)
-    return shipped if shipped is not None and (shipped / "bayling.json").is_file() else None
 
 
 def exported_gguf(run: Path) -> Path:
