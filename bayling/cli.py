@@ -117,7 +117,9 @@ def quickstart(
     model: str = typer.Option("gemma3-270m", help="Base model: embedded name, local folder or hub id."),
     steps: int = typer.Option(120, help="LoRA training steps."),
     eval_sentences: int = typer.Option(24, help="Held-out sentences per direction (the sample's devtest has 24)."),
-    flores_lines: int = typer.Option(400, help="FLORES-200 dev lines to build data from (when ../shared is present)."),
+    flores_lines: Optional[int] = typer.Option(
+        None, help="FLORES-200 dev lines to build data from (when ../shared is present; default: all but the held-out ones)."),
+    news_lines: int = typer.Option(150, help="WMT newstest en-zh/en-de pairs per source (when ../shared is present; 0: none)."),
     max_new_tokens: int = typer.Option(96, help="Longest generated answer in the eval."),
     force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
 ) -> None:
@@ -125,7 +127,7 @@ def quickstart(
     from bayling.quickstart import run_quickstart
 
     run_quickstart(out=out, model=model, steps=steps, eval_sentences=eval_sentences,
-                   flores_lines=flores_lines, force=force, max_new_tokens=max_new_tokens)
+                   flores_lines=flores_lines, force=force, max_new_tokens=max_new_tokens, news_lines=news_lines)
 
 
 export_app = typer.Typer(help="Export trained runs for other runtimes.", no_args_is_help=True)

@@ -47,6 +47,8 @@ class DataSection:
     multi_turn: float = field(default_factory=lambda: _build_default("multi_turn"))
     into_english: float = field(default_factory=lambda: _build_default("into_english"))
     crosslingual: float = field(default_factory=lambda: _build_default("crosslingual"))
+    constrained: float = field(default_factory=lambda: _build_default("constrained"))
+    temperature: float = field(default_factory=lambda: _build_default("temperature"))  # language sampling
     single_turn: bool = False  # ALMA-style ablation: keep only the first translation turn
     filter: bool = True
     teacher: dict[str, Any] | None = None  # TeacherConfig fields (base_url, model, ...): teacher mode
@@ -159,6 +161,7 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
                                    per_line=r.data.per_line, max_turns=r.data.max_turns,
                                    crosslingual=r.data.crosslingual, sessions=r.data.sessions,
                                    multi_turn=r.data.multi_turn, into_english=r.data.into_english,
+                                   constrained=r.data.constrained, temperature=r.data.temperature,
                                    mode="teacher" if r.data.teacher else "reference"))
     drafts = _engine_drafts(r, out, configs, console) if r.data.drafts and not r.data.teacher else None
 

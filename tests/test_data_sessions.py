@@ -377,3 +377,23 @@ def test_build_command_with_a_drafts_model(tmp_path, tiny_model_dir):
     again = CliRunner().invoke(app, args)  # the cache answers every draft: nothing is translated twice
     assert again.exit_code == 0 and "0 to translate" in again.output
     assert out.read_text() == "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
+
+
+def test_constrained_first_requests_name_reference_words_and_change_nothing_else(lines):
+    plain = list(build_conversations(BuildConfig(str(SAMPLE), per_line=8, seed=5, crosslingual=0.0)))
+    asked = list(build_conversations(BuildConfig(str(SAMPLE), per_line=8, seed=5, crosslingual=0.0, constrained=0.5)))
+    assert len(plain) == len(asked)
+    changed = 0
+    for p, a in zip(plain, asked):
+        if a == p:
+            continue
+        changed += 1
+        # Only single-turn requests gain a terms request; the answer stays the reference, which has every term.
+        assert len(p["meta"]["kinds"]) == len(a["meta"]["kinds"]) == 1
+        ref = lines[_line_no(a)][a["meta"]["tgt_lang"]]
+        terms = a["meta"]["expect"][0]["terms"]
+        user = a["messages"][0]["content"]
+        assert terms and a["messages"][1]["content"] == ref == p["messages"][1]["content"]
+        assert user.startswith(p["messages"][0]["content"] + "\n") and all(t in ref and t in user for t in terms)
+    single = sum(len(p["meta"]["kinds"]) == 1 for p in plain)
+    assert 0.3 * single < changed < 0.7 * single

@@ -11,7 +11,7 @@ import pytest
 def test_quickstart_runs_the_whole_recipe_offline(tmp_path):
     out = tmp_path / "qs"
     cmd = [sys.executable, "-m", "bayling.cli", "quickstart", "--out", str(out), "--steps", "1",
-           "--eval-sentences", "1", "--flores-lines", "8", "--max-new-tokens", "12"]
+           "--eval-sentences", "1", "--flores-lines", "8", "--news-lines", "0", "--max-new-tokens", "12"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
                        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-3000:]

@@ -41,6 +41,7 @@ class BuildConfig:
     multi_turn: float = 0.4  # refine: share of sessions with a follow-up
     into_english: float = 0.5  # refine: share of English-centric pairs translated into English
     crosslingual: float = 0.1  # share of units that become cross-lingual tasks (multi-way corpora)
+    constrained: float = 0.0  # refine: share of single-turn requests that also name reference terms
     temperature: float = 5.0  # language sampling temperature
     lang_sizes: dict[str, float] | None = None  # relative data size per language (default: built-in tiers)
     system: str = ""
@@ -51,7 +52,7 @@ class BuildConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.sessions not in SESSIONS:
             raise ConfigError(f"sessions must be one of {', '.join(SESSIONS)}, got {self.sessions!r}")
-        for name in ("crosslingual", "multi_turn", "into_english"):
+        for name in ("crosslingual", "multi_turn", "into_english", "constrained"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.per_line < 1 or not 1 <= self.max_turns <= 5:
@@ -133,7 +134,8 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig, drafts: Ca
             plan = plan_crosslingual(unit, rng, sampler, cfg.system)
         if plan is None and cfg.mode == "reference" and cfg.sessions == "refine":
             plan = plan_refine_session(unit, rng, sampler, multi_turn=cfg.multi_turn, into_english=cfg.into_english,
-                                       max_turns=cfg.max_turns, system=cfg.system, drafts=drafts)
+                                       max_turns=cfg.max_turns, system=cfg.system, drafts=drafts,
+                                       constrained=cfg.constrained)
         elif plan is None:
             plan = plan_session(unit, rng, sampler, cfg.mode, cfg.max_turns, cfg.system)
         if plan is not None:

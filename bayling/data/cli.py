@@ -65,11 +65,13 @@ def build(
     sessions: str = typer.Option(_DEFAULTS.sessions, help="Reference mode: refine (a flawed draft, weight 0, then the "
                                                           "user's correction; no copy shortcuts) or v1 (first recipe)."),
     multi_turn: float = typer.Option(_DEFAULTS.multi_turn, min=0.0, max=1.0, help="refine: share of multi-turn sessions."),
+    constrained: float = typer.Option(_DEFAULTS.constrained, min=0.0, max=1.0,
+                                      help="refine: share of single-turn requests that also name reference terms."),
     into_english: float = typer.Option(_DEFAULTS.into_english, min=0.0, max=1.0,
                                        help="refine: share of English-centric pairs translated into English."),
     crosslingual: float = typer.Option(_DEFAULTS.crosslingual, min=0.0, max=1.0,
                                        help="Share of units that become cross-lingual tasks (multi-way only)."),
-    temperature: float = typer.Option(5.0, help="Language sampling temperature: 1 = by data size, higher = flatter."),
+    temperature: float = typer.Option(_DEFAULTS.temperature, help="Language sampling temperature: 1 = by data size, higher = flatter."),
     lang_sizes: Optional[Path] = typer.Option(None, help="TSV language<TAB>size for the sampling weights."),
     system: str = typer.Option("", help="System message to put first in every conversation."),
     shard: Optional[str] = typer.Option(None, help="i/N: build only shard i of N (shards partition the run)."),
@@ -101,7 +103,7 @@ def build(
     cfg = BuildConfig(
         corpus=corpus, split=split, langs=None if langs in (None, "", "all") else langs.split(","), limit=limit,
         seed=seed, mode=mode, per_line=per_line, max_turns=max_turns, crosslingual=crosslingual,
-        sessions=sessions, multi_turn=multi_turn, into_english=into_english, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
+        sessions=sessions, multi_turn=multi_turn, into_english=into_english, constrained=constrained, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
         shard=parse_shard(shard) if shard else (0, 1),
     )
     bar = _progress(progress, limit if not shard else None, "conv")

@@ -219,9 +219,12 @@ ENGLISH = "eng_Latn"
 
 def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, *, multi_turn: float = 0.4,
                         into_english: float = 0.5, max_turns: int = 3, system: str = "",
-                        drafts: Callable[[str, str, str, str], str | None] | None = None) -> Plan | None:
+                        drafts: Callable[[str, str, str, str], str | None] | None = None,
+                        constrained: float = 0.0) -> Plan | None:
     """A translation conversation: usually one turn; with probability `multi_turn` a flawed draft
-    (weight 0) and the user's correction, or a translation and a third language.
+    (weight 0) and the user's correction, or a translation and a third language. A share
+    `constrained` of the single-turn ones asks for reference words in the first request
+    ("The translation must contain these terms: ...": the reference has them).
 
     `drafts(src, tgt, source, reference)` gives a model's own translation when there is one
     (bayling.data.drafts); the follow-up then names a real flaw of it. Without one, or when that
@@ -248,6 +251,11 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
         said = [t.answer for t in turns]
         if third is not None and third.answer not in said and len(turns) < max_turns and (refined is None or rng.random() < 0.25):
             turns.append(third)
+    elif constrained and rng.random() < constrained:  # drawn last: other sessions come out as without it
+        terms = pick_terms(ref, script_of(tgt), rng)
+        if terms:
+            ask = render("constrained", lang, rng, terms=join_terms(terms, lang))
+            turns = [Turn("translate", f"{first}\n{ask}", ref, expect(tgt, terms, s.src_len))]
     return Plan(unit.id, unit.source, "session", src, tgt, lang, turns, system, "reference")
 
 

@@ -37,6 +37,11 @@ EN = {
         "Make sure to include {terms} in your translation.",
         "The translation must contain these terms: {terms}. Please revise it.",  # as bayling.infer.prompts asks
     ),
+    "constrained": (  # appended to a first translation request
+        "The translation must contain these terms: {terms}.",  # as bayling.infer.prompts asks
+        "Use {terms} in the translation.",
+        "Make sure the translation includes {terms}.",
+    ),
     "format": (
         "Please keep all numbers and names exactly as they appear in the original.",
         "Double-check that the numbers, names and formatting are preserved exactly.",
@@ -96,6 +101,7 @@ ZH = {
         "这句话用{tgt}怎么说？“{text}”",
     ),
     "terminology": ("请确保译文中使用{terms}。", "能不能修改一下，让译文包含{terms}？", "翻译时请务必用上{terms}。"),
+    "constrained": ("译文中必须包含这些词：{terms}。", "翻译时请使用{terms}。", "请确保译文包含{terms}。"),
     "format": ("请保证数字和名称与原文完全一致。", "请检查一下，数字、人名和格式都要和原文保持一致。"),
     "back_translation": ("现在请把你的译文再翻译回{src}。", "能把它回译成{src}吗？我想核对一下。"),
     "third_language": ("现在把它翻译成{l3}。", "很好。能再给我一个{l3}版本吗？"),
@@ -136,6 +142,10 @@ DE = {
         "Bitte achte darauf, dass die Übersetzung {terms} verwendet.",
         "Kannst du die Übersetzung so ändern, dass sie {terms} enthält?",
         "Verwende in der Übersetzung unbedingt {terms}.",
+    ),
+    "constrained": (
+        "Die Übersetzung muss diese Begriffe enthalten: {terms}.",
+        "Verwende in der Übersetzung {terms}.",
     ),
     "format": (
         "Bitte übernimm alle Zahlen und Namen genau so wie im Original.",
@@ -200,6 +210,10 @@ FR = {
         "Peux-tu la modifier pour qu'elle contienne {terms} ?",
         "Veillez à inclure {terms} dans votre traduction.",
     ),
+    "constrained": (
+        "La traduction doit contenir ces termes : {terms}.",
+        "Utilise {terms} dans la traduction.",
+    ),
     "format": (
         "Merci de conserver tous les chiffres et les noms exactement comme dans l'original.",
         "Vérifiez que les nombres, les noms et la mise en forme sont conservés à l'identique.",
@@ -263,6 +277,10 @@ ES = {
         "¿Puedes modificarla para que incluya {terms}?",
         "No olvides incluir {terms} en la traducción.",
     ),
+    "constrained": (
+        "La traducción debe contener estos términos: {terms}.",
+        "Usa {terms} en la traducción.",
+    ),
     "format": (
         "Por favor, conserva todos los números y nombres tal como aparecen en el original.",
         "Compruebe que los números, los nombres y el formato se mantengan exactamente igual.",
@@ -323,6 +341,7 @@ JA = {
         "{terms}を含めるように訳し直してもらえますか？",
         "翻訳には必ず{terms}を入れてください。",
     ),
+    "constrained": ("訳文には次の語を必ず含めてください：{terms}。", "翻訳では{terms}を使ってください。"),
     "format": ("数字や固有名詞は原文のとおりに残してください。", "数字・名前・書式が原文と同じになっているか確認してください。"),
     "back_translation": ("では、その訳文を{src}に訳し戻してください。", "確認したいので、{src}に逆翻訳してもらえますか？"),
     "third_language": ("次に、{l3}に翻訳してください。", "いいですね。{l3}版もお願いできますか？"),
@@ -364,6 +383,10 @@ RU = {
         "Обязательно используй в переводе {terms}.",
         "Перепиши перевод, включив в него {terms}.",
         "Пожалуйста, проследите, чтобы перевод содержал {terms}.",
+    ),
+    "constrained": (
+        "Перевод должен содержать эти термины: {terms}.",
+        "Используй в переводе {terms}.",
     ),
     "format": (
         "Пожалуйста, сохрани все числа и имена точно как в оригинале.",
