@@ -386,6 +386,20 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
 
 
 
+def reference_off_target(examples: list[dict]) -> dict:
+    """The language detector's floor: the off-target rate it gives the *references* (FLORES
+    Swahili and Nepali references are judged off-target ~10% of the time), overall and per direction."""
+    from bayling.eval.offtarget import offtarget_rate
+
+    by: dict[str, list[str]] = {}
+    for e in examples:
+        by.setdefault(e["direction"], []).append(e["ref"])
+    per = {d: offtarget_rate(refs, d.partition("-")[2]) for d, refs in by.items()}
+    off, judged = sum(o["off_target"] for o in per.values()), sum(o["judged"] for o in per.values())
+    return {"off_target_rate": off / judged if judged else None,
+            "direction": {d: o["off_target_rate"] for d, o in per.items()}}
+
+
 def _summary(res: dict) -> dict:
     """A system's scores without its examples."""
     return {k: v for k, v in res.items() if k not in ("examples", "refinement_examples")}
@@ -396,6 +410,7 @@ def write_results(r: Recipe, out: Path, results: dict, timings: dict) -> None:
 
     paired = _paired_tests({name: res for name, res in results.items()}) if "base" in results else None
     doc = {**results, "recipe": r.name, "model": r.model, "timings_seconds": timings, "paired_chrf": paired,
+           "reference_off_target": reference_off_target(next(iter(results.values()))["examples"]) if results else None,
            "eval_set": {"corpus": r.eval.corpus, "split": r.eval.split, "directions": r.eval.directions,
                         "sentences_per_direction": r.eval.limit}}
     atomic_write_json(out / "results.json", doc)
