@@ -273,7 +273,7 @@ def stage_train(r: Recipe, out: Path, console) -> dict:
 
 
 def _eval_pairs(r: Recipe):
-    from bayling.corpus import read_flores
+    from bayling.eval.translation import test_and_shots
 
     root = _corpus_path(r.eval.corpus)
     if root is None:
@@ -281,8 +281,9 @@ def _eval_pairs(r: Recipe):
     pairs, shots = [], []
     for d in r.eval.directions:
         src, _, tgt = d.partition("-")
-        pairs += list(itertools.islice(read_flores(root, r.eval.split, pairs=[(src, tgt)]), r.eval.limit))
-        shots += list(itertools.islice(read_flores(root, r.eval.shots_split, pairs=[(src, tgt)]), r.eval.n_shots))
+        test, shot, _ = test_and_shots(root, src, tgt, r.eval.split, r.eval.limit, r.eval.n_shots, r.eval.shots_split)
+        pairs += test
+        shots += shot
     return pairs, shots
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -69,38 +68,11 @@ def _langs_from_name(path: Path) -> tuple[Optional[str], Optional[str]]:
     return (m.group(1), m.group(2)) if m else (None, None)
 
 
-def _first_per_direction(pairs, limit: Optional[int], skip: int = 0) -> list:
-    seen: dict[tuple[str, str], int] = defaultdict(int)
-    out = []
-    for p in pairs:
-        k = (p.src_lang, p.tgt_lang)
-        seen[k] += 1
-        if seen[k] <= skip:
-            continue
-        if limit is None or seen[k] - skip <= limit:
-            out.append(p)
-    return out
+def _shots_split(corpus: str, split: Optional[str]) -> Optional[str]:
+    """FLORES devtest takes its shots from dev; anything else from its own first lines."""
+    from bayling.corpus.detect import corpus_kind
 
-
-def _corpus_pairs(corpus: str, src_lang, tgt_lang, split, limit, shots: int):
-    """(test pairs, shot pairs, notes) from a corpus spec; FLORES devtest takes its shots from dev."""
-    from bayling.corpus.detect import corpus_kind, open_pairs
-
-    kind = corpus_kind(corpus)
-    flores = kind in ("flores", "flores-file")
-    notes = []
-    if flores and split == "devtest":
-        test = _first_per_direction(open_pairs(corpus, src_lang, tgt_lang, split), limit)
-        shot_pairs = _first_per_direction(open_pairs(corpus, src_lang, tgt_lang, "dev"), shots) if shots else []
-    else:
-        every = list(open_pairs(corpus, src_lang, tgt_lang, split if flores else None))
-        shot_pairs = _first_per_direction(every, shots) if shots else []
-        test = _first_per_direction(every, limit, skip=shots)
-        if shots:
-            notes.append(f"the first {shots} pairs of each direction were used as shots and left out of the test set")
-    if not test:
-        raise EvalError(f"{corpus}: no sentence pairs for src={src_lang} tgt={tgt_lang}")
-    return test, shot_pairs, notes
+    return "dev" if split == "devtest" and corpus_kind(corpus) in ("flores", "flores-file") else None
 
 
 # --- translation ---------------------------------------------------------------------------------
@@ -136,7 +108,8 @@ def translation(
     Scores carry sacreBLEU signatures and bootstrap confidence intervals; --compare runs a paired
     significance test against a second system."""
     from bayling.eval.common import read_lines, write_jsonl
-    from bayling.eval.translation import paired_significance, score_directions, score_translation, translate
+    from bayling.eval.translation import (paired_significance, score_directions, score_translation, test_and_shots,
+                                          translate)
 
     wanted = _csv(metrics)
     if corpus:
@@ -145,7 +118,8 @@ def translation(
         engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
         if engine is None:
             raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
-        test, shot_pairs, notes = _corpus_pairs(corpus, src_lang, tgt_lang, split, limit, shots if prompt == "few-shot" else 0)
+        test, shot_pairs, notes = test_and_shots(corpus, src_lang, tgt_lang, split, limit,
+                                                 shots if prompt == "few-shot" else 0, _shots_split(corpus, split))
         hyps = translate(engine, test, prompt=prompt, shots=shot_pairs, n_shots=shots, max_new_tokens=max_new_tokens,
                          progress=not quiet)
         write_jsonl(hyp_out, ({**dataclasses.asdict(p), "hyp": h} for p, h in zip(test, hyps)))
@@ -291,13 +265,14 @@ def interactive(
     length held, text changed, chrF against the reference."""
     from bayling.eval.common import write_jsonl
     from bayling.eval.interactive import build_sessions, read_sessions, run_sessions, score_sessions
+    from bayling.eval.translation import test_and_shots
 
     if sum(x is not None for x in (sessions, corpus, constraints)) != 1:
         raise EvalError("give exactly one of --sessions, --corpus, --constraints")
     if sessions:
         script = read_sessions(str(sessions))
     elif corpus:
-        test, _, _ = _corpus_pairs(corpus, src_lang, tgt_lang, split, limit, 0)
+        test, _, _ = test_and_shots(corpus, src_lang, tgt_lang, split, limit, 0)
         script = build_sessions(test, kinds=_csv(kinds), seed=seed)
     else:
         from bayling.corpus import Pair

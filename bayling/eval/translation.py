@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from bayling.eval.common import EvalError, check_aligned, mean, progress_bar
 
@@ -22,6 +22,7 @@ __all__ = [
     "paired_significance",
     "score_directions",
     "score_translation",
+    "test_and_shots",
     "translate",
 ]
 
@@ -287,6 +288,45 @@ def paired_significance(
 
 def _num(x: Any) -> float | None:
     return None if x is None else float(x)
+
+
+# --- test and shot sentences ----------------------------------------------------------------
+
+def first_per_direction(pairs: Iterable[Any], limit: int | None, skip: int = 0) -> list:
+    """The first `limit` pairs of each direction, after its first `skip`."""
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    out = []
+    for p in pairs:
+        k = (p.src_lang, p.tgt_lang)
+        seen[k] += 1
+        if seen[k] > skip and (limit is None or seen[k] - skip <= limit):
+            out.append(p)
+    return out
+
+
+def test_and_shots(corpus: str, src_lang: str | None, tgt_lang: str | None, split: str | None, limit: int | None,
+                   shots: int, shots_split: str | None = None) -> tuple[list, list, list[str]]:
+    """(test pairs, shot pairs, notes): the one way the eval CLI and the recipe pick them.
+
+    Shots come from `shots_split` of the same corpus when given (FLORES devtest: dev), so every
+    system is scored on the same test sentences; otherwise from the first pairs of each direction,
+    which then leave the test set."""
+    from bayling.corpus.detect import corpus_kind, open_pairs
+
+    flores = corpus_kind(corpus) in ("flores", "flores-file")
+    notes = []
+    if flores and shots_split:
+        test = first_per_direction(open_pairs(corpus, src_lang, tgt_lang, split), limit)
+        shot_pairs = first_per_direction(open_pairs(corpus, src_lang, tgt_lang, shots_split), shots) if shots else []
+    else:
+        every = list(open_pairs(corpus, src_lang, tgt_lang, split if flores else None))
+        shot_pairs = first_per_direction(every, shots) if shots else []
+        test = first_per_direction(every, limit, skip=shots)
+        if shots:
+            notes.append(f"the first {shots} pairs of each direction were used as shots and left out of the test set")
+    if not test:
+        raise EvalError(f"{corpus}: no sentence pairs for src={src_lang} tgt={tgt_lang}")
+    return test, shot_pairs, notes
 
 
 # --- generate, then score -------------------------------------------------------------------
