@@ -465,32 +465,55 @@ def _plot_before_after(results: dict, path: Path, r: Recipe) -> None:
     plt.close(fig)
 
 
+MAIN_ONLY = ("data", "eval")  # under a multi-process launch: one rank builds and scores, the rest wait
+
+
+def _ranks() -> tuple[bool, Any]:
+    """(is this the main process, a barrier) — under `accelerate launch`/torchrun every rank runs
+    the recipe, but only training is shared work."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True, lambda: None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state.is_main_process, state.wait_for_everyone
+
+
 def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None) -> dict:
     from rich.console import Console
 
     console = Console(stderr=True)
     out = Path(r.out)
     out.mkdir(parents=True, exist_ok=True)
+    main, barrier = _ranks()
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() and not force else {}
     stages = {"data": stage_data, "train": stage_train, "eval": stage_eval}
     outputs: dict[str, Any] = {}
     for stage in STAGES:
         prev = None if force else _done(out, stage)
+        barrier()  # every rank has read the marker before the main one can rewrite it
         if prev is not None:
             console.print(f"[dim]{stage}: done earlier ({out / (stage + '.done.json')}), skipped[/]")
             outputs[stage] = prev
+        elif stage in MAIN_ONLY and not main:
+            barrier()  # the main process runs it
+            outputs[stage] = _done(out, stage)
         else:
             t = time.perf_counter()
             outputs[stage] = stages[stage](r, out, console)
-            timings[stage] = round(time.perf_counter() - t, 1)
-            timings_path.write_text(json.dumps(timings, indent=2))
-            _mark(out, stage, outputs[stage])
+            if main:
+                timings[stage] = round(time.perf_counter() - t, 1)
+                atomic_write_json(timings_path, timings)
+                _mark(out, stage, outputs[stage])
+            if stage in MAIN_ONLY:
+                barrier()
         if stage == stop_after:
             break
-    if "eval" in outputs:
+    if "eval" in outputs and main:
         write_results(r, out, outputs["eval"], timings)
     return {"outputs": outputs, "timings": timings, "recipe": asdict(r)}
+
 
 
 def _paired_tests(loaded: dict[str, dict]) -> dict | None:

@@ -184,3 +184,28 @@ def test_reference_off_target_is_the_detectors_floor():
     floor = reference_off_target(examples)
     assert floor["direction"] == {"eng_Latn-zho_Hans": 0.5, "zho_Hans-eng_Latn": 0.0}
     assert floor["off_target_rate"] == pytest.approx(1 / 3)
+
+
+def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluates(tmp_path, monkeypatch):
+    import bayling.recipe as rec
+
+    calls: list[str] = []
+    for name in rec.STAGES:
+        monkeypatch.setattr(rec, f"stage_{name}", lambda r, out, console, name=name: calls.append(name) or {"ran": name})
+    monkeypatch.setattr(rec, "write_results", lambda *a: calls.append("results"))
+
+    def barrier() -> None:  # meanwhile the main rank finished its stages and marked them
+        for stage in rec.MAIN_ONLY:
+            rec._mark(tmp_path, stage, {"ran": stage, "by": "main"})
+
+    monkeypatch.setattr(rec, "_ranks", lambda: (False, barrier))
+    run = rec.run_recipe(Recipe(out=str(tmp_path)), force=True)
+    assert calls == ["train"]  # this rank trains with the others, but neither builds data nor scores
+    assert run["outputs"]["data"] == {"ran": "data", "by": "main"}
+    assert not (tmp_path / "train.done.json").exists() and not (tmp_path / "timings.json").exists()
+
+    calls.clear()
+    monkeypatch.setattr(rec, "_ranks", lambda: (True, lambda: None))
+    rec.run_recipe(Recipe(out=str(tmp_path / "main")))
+    assert calls == ["data", "train", "eval", "results"]
+    assert json.loads((tmp_path / "main" / "train.done.json").read_text()) == {"ran": "train"}
