@@ -211,7 +211,7 @@ def _teacher_records(cfg, r: Recipe, out: Path, k: int):
     from bayling.data.teacher import TeacherConfig, teacher_build
 
     part = out / f"teacher-{k}.jsonl"
-    tcfg = TeacherConfig(**{"seed": r.data.seed, **r.data.teacher})
+    tcfg = TeacherConfig(**r.data.teacher)
     key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
     if not part.is_file():
         teacher_build(plan_conversations(cfg), part, tcfg, key)
@@ -571,7 +571,10 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
         lines.append(f"| {d} | " + " | ".join(cell(loaded[l]["breakdown"]["direction"].get(d, {})) for l in labels) + " |")
     lines.append("| **mean** | " + " | ".join(cell(loaded[l]) for l in labels) + " |")
     lines += ["", "| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-    for key, name in (("constraint_inclusion", "constraint inclusion (2nd turn)"),
+    for key, name in (("off_target_rate", "off-target (mean over directions)"),
+                      ("max_new_tokens_rate", "ran to max_new_tokens"),
+                      ("source_copy_rate", "copied the source"),
+                      ("constraint_inclusion", "constraint inclusion (2nd turn)"),
                       ("refinement_on_target", "2nd turn in the target language"),
                       ("refinement_changed", "2nd turn changed the translation")):
         vals = [loaded[l].get(key) for l in labels]

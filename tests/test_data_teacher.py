@@ -44,14 +44,17 @@ def test_fake_server_speaks_openai_and_injects_faults():
 
 
 def test_retries_through_429_500_and_dropped_connections(tmp_path):
-    faults = FakeTeacherConfig(latency=0.005, p429=0.15, p500=0.1, pdrop=0.05, seed=1)
+    faults = FakeTeacherConfig(latency=0.005, p429=0.15, p500=0.1, pdrop=0.05, seed=1, retry_after=0.005)
     with FakeTeacher(faults) as srv:
-        cfg = TeacherConfig(srv.url, concurrency=6, backoff=0.005, backoff_max=0.05, max_retries=20)
+        cfg = TeacherConfig(srv.url, concurrency=6, max_retries=20)
         stats = teacher_build(plans(30), tmp_path / "out.jsonl", cfg)
         assert {"429", "500", "drop"} <= set(srv.status)
         served = srv.stats()
     assert stats.written == 30 and stats.failed == 0 and stats.retries > 0
-    assert stats.retries == sum(stats.errors.values())
+    # The client's wire counts agree with the server's log: every failed attempt was retried, nothing else.
+    assert stats.requests == served["requests"] and stats.asked == srv.status["200"]
+    assert stats.errors["HTTP 429"] == srv.status["429"] and stats.errors["HTTP 500"] == srv.status["500"]
+    assert stats.retries == sum(stats.errors.values()) == served["requests"] - srv.status["200"]
     assert sorted(ids(tmp_path / "out.jsonl")) == sorted(p.id for p in plans(30))
     assert served["duplicates"] == 0  # every successful answer was cached, never asked again
     assert not (tmp_path / "out.jsonl.partial").exists()
@@ -76,11 +79,30 @@ def test_rerun_is_served_from_the_cache_and_output_is_deterministic(tmp_path):
     assert any(u.startswith("reply ") for u in written_by_teacher)  # --teacher-writes-users
 
 
+def test_gives_up_after_max_retries_waiting_retry_after_and_leaves_the_run_resumable(tmp_path):
+    # 0.6 s is more than the SDK's own first backoff (at most 0.5 s), so the gaps show the header was obeyed.
+    with FakeTeacher(FakeTeacherConfig(p429=1.0, retry_after=0.6)) as srv:
+        with pytest.raises(TeacherError, match="1 conversation.*failed after 2 retries"):
+            teacher_build(plans(1), tmp_path / "out.jsonl", TeacherConfig(srv.url, concurrency=1, max_retries=2))
+        arrivals = srv.arrivals
+    assert len(arrivals) == 3 and all(b - a >= 0.6 for a, b in zip(arrivals, arrivals[1:]))
+    assert (tmp_path / "out.jsonl.partial").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_slow_teacher_times_out_per_attempt_and_is_retried(tmp_path):
+    with FakeTeacher(FakeTeacherConfig(latency=2.0)) as srv:
+        with pytest.raises(TeacherError, match="failed after 1 retries"):
+            teacher_build(plans(1), tmp_path / "out.jsonl", TeacherConfig(srv.url, concurrency=1, max_retries=1,
+                                                                          timeout=0.1))
+        assert srv.requests == 2
+
+
 def test_a_refusing_endpoint_stops_the_run_and_leaves_no_output(tmp_path):
     with FakeTeacher() as srv:
         cfg = TeacherConfig(srv.url + "/wrong", concurrency=2)
         with pytest.raises(TeacherError, match="HTTP 404"):
             teacher_build(plans(5), tmp_path / "out.jsonl", cfg)
+        assert len(srv.arrivals) <= 2  # a refusal is not retried: one request per worker, then the run stops
     assert not (tmp_path / "out.jsonl").exists()
 
 

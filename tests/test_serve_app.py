@@ -395,6 +395,60 @@ def test_cors_allows_only_the_pages_named(fake_server):
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_every_reply_is_exactly_its_protocol_model(fake_server):
+    """The wire is what the response models serialise: nulls where OpenAI sends them, unset fields left out."""
+    from bayling.serve import protocol as p
+
+    def same(model, body: dict) -> None:
+        assert model.model_validate(body).model_dump(mode="json") == body, body
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    same(p.ChatCompletionResponse, _post(fake_server, "/v1/chat/completions", {"messages": HI}).json())
+    same(p.CompletionResponse, _post(fake_server, "/v1/completions", {"prompt": "a b"}).json())
+    for path, body, chunk in (("/v1/chat/completions", {"messages": HI}, p.ChatCompletionChunk),
+                              ("/v1/completions", {"prompt": "a b", "echo": True}, p.CompletionChunk)):
+        r = _post(fake_server, path, {**body, "stream": True, "stream_options": {"include_usage": True}})
+        events = [json.loads(line[len("data: "):]) for line in r.text.splitlines() if line.startswith("data: {")]
+        assert "usage" not in events[0] and events[-1]["choices"] == [] and events[-1]["usage"]["total_tokens"] > 0
+        assert events[-2]["choices"][0]["finish_reason"] and events[0]["choices"][0]["finish_reason"] is None
+        for event in events:
+            same(chunk, event)
+    assert events[-2]["choices"][0]["text"] == ""  # a completion stream ends with empty text, a chat one with {}
+    same(p.ModelList, httpx.get(fake_server.url + "/v1/models", headers=auth).json())
+    same(p.ModelCard, httpx.get(fake_server.url + "/v1/models/fake", headers=auth).json())
+    same(p.Health, httpx.get(fake_server.url + "/health").json())
+    same(p.LanguageList, httpx.get(fake_server.url + "/v1/languages").json())
+    plain = _post(fake_server, "/v1/translate", {"text": "Hello", "src_lang": "en", "tgt_lang": "de"}).json()
+    assert "constraints_met" not in plain
+    same(p.TranslateResponse, plain)
+    same(p.TranslateResponse, _post(fake_server, "/v1/translate", {"text": "Hello", "src_lang": "en", "tgt_lang": "de",
+                                                                   "constraints": ["Hallo"]}).json())
+    same(p.ErrorResponse, _post(fake_server, "/v1/chat/completions", {"messages": []}).json())
+
+
+def test_a_request_is_its_generation_config():
+    from bayling.infer.engine import GenerationConfig
+    from bayling.serve.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, TranslateRequest
+
+    chat = ChatCompletionRequest(messages=HI, max_tokens=9, max_completion_tokens=5, temperature=0.7, top_p=0.9,
+                                 stop="END", seed=-1)
+    assert chat.generation_config(512, 64) == GenerationConfig(5, 0.7, 0.9, ("END",), 2**63 - 1)
+    assert CompletionRequest(prompt="x").generation_config(16, 8) == GenerationConfig(max_new_tokens=8)
+    text = TranslateRequest(text="Hi", src_lang="en", tgt_lang="de", temperature=0.5)
+    assert text.generation_config(512, 2048) == GenerationConfig(max_new_tokens=512, temperature=0.5)
+    with pytest.raises(OpenAIError, match="at most 64") as err:
+        ChatCompletionRequest(messages=HI, max_tokens=65).generation_config(512, 64)
+    assert err.value.status == 400 and err.value.body.error.code == "max_tokens_too_large"
+
+
+def test_chat_streams_open_with_the_role_and_close_with_an_empty_delta(fake_server):
+    r = _post(fake_server, "/v1/chat/completions", {"messages": HI, "stream": True})
+    deltas = [json.loads(line[len("data: "):])["choices"][0]["delta"] for line in r.text.splitlines()
+              if line.startswith("data: {")]
+    assert deltas[0] == {"role": "assistant", "content": ""} and deltas[-1] == {}
+    assert all(set(d) == {"content"} for d in deltas[1:-1]) and r.text.endswith("data: [DONE]\n\n")
+
+
 def test_openapi_documents_the_errors_the_server_gives(fake_server):
     schema = httpx.get(fake_server.url + "/openapi.json").json()
     posts = {path: ops["post"] for path, ops in schema["paths"].items() if "post" in ops}

@@ -127,7 +127,7 @@ def build(
             tcfg = TeacherConfig(base_url=teacher_url, model=teacher_model, api_key=api_key, concurrency=concurrency,
                                  max_retries=max_retries, timeout=timeout, temperature=gen_temperature,
                                  max_tokens=max_tokens, write_users=teacher_writes_users,
-                                 cache=str(cache) if cache else None, seed=seed)
+                                 cache=str(cache) if cache else None)
             key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
             stats = teacher_build(plan_conversations(cfg), out, tcfg, key, progress=lambda k: _tick(bar, k))
             n = stats.resumed + stats.written

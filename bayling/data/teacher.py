@@ -4,8 +4,9 @@ the user's follow-ups) of planned conversations.
 Works with anything that serves POST <base_url>/chat/completions: vLLM, llama.cpp server,
 OpenAI, this project's own server. Reliability, in layers:
   - bounded concurrency (`concurrency` conversations in flight; turns of one conversation are sequential);
-  - retries with exponential backoff and full jitter (seeded rng) on 429, 5xx, timeouts and dropped
-    connections, honouring Retry-After; other HTTP errors stop the run with the server's message;
+  - retries by the `openai` SDK (bayling.infer.remote's client: backoff with jitter, honouring
+    Retry-After) on 408/409/429, 5xx, timeouts and dropped connections; other HTTP errors stop the
+    run with the server's message; every attempt is counted on the wire (`TeacherStats`);
   - a content-keyed response cache (SQLite; key = sha256 of model + messages + sampling params),
     so a rerun never pays twice for the same request;
   - a checkpoint: finished records are appended to `<out>.partial` (flushed and fsynced); a rerun
@@ -21,12 +22,14 @@ import hashlib
 import heapq
 import json
 import os
-import random
 import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+
+import httpx
+import openai
 
 from bayling.data.io import atomic_open, dumps
 from bayling.data.records import Plan, to_record
@@ -35,7 +38,7 @@ from bayling.errors import BaylingError
 __all__ = ["ResponseCache", "RetriesExhausted", "TeacherClient", "TeacherConfig", "TeacherError", "TeacherStats",
            "run_teacher", "teacher_build"]
 
-_RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
+_RETRIED = {408, 409, 429}  # what the SDK retries, plus every 5xx
 
 USER_SIMULATOR = (
     "You write the next message of the *user* in a conversation between a user and a translation "
@@ -57,15 +60,12 @@ class TeacherConfig:
     model: str = "teacher"
     api_key: str | None = None  # default: $OPENAI_API_KEY, else "EMPTY" (local servers ignore it)
     concurrency: int = 16
-    max_retries: int = 8
-    timeout: float = 120.0
-    backoff: float = 0.5  # first retry waits up to this many seconds; doubles each retry
-    backoff_max: float = 30.0
+    max_retries: int = 8  # the SDK's, per request
+    timeout: float = 120.0  # seconds per attempt
     temperature: float = 0.7
     max_tokens: int = 512
     write_users: bool = False  # the teacher also writes the user's style/length/... follow-ups
     cache: str | None = None  # SQLite path; default: <out>.cache.sqlite
-    seed: int = 0  # for the backoff jitter
 
 
 @dataclass
@@ -74,15 +74,17 @@ class TeacherStats:
     resumed: int = 0  # already in the checkpoint
     written: int = 0
     failed: int = 0
-    requests: int = 0
+    requests: int = 0  # HTTP attempts, counted on the wire (retries included)
+    asked: int = 0  # completions not in the cache, each sent 1 + its retries times
     cache_hits: int = 0
-    retries: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # failed attempts by reason: "HTTP 429", "ReadTimeout", ...
+
+    @property
+    def retries(self) -> int:
+        return self.requests - self.asked
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["errors"] = dict(self.errors)
-        return d
+        return {**asdict(self), "errors": dict(self.errors), "retries": self.retries}
 
 
 class ResponseCache:
@@ -111,22 +113,36 @@ def request_key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+class _CountingTransport(httpx.AsyncHTTPTransport):
+    """Counts every attempt the SDK sends and each failed one by reason (its retries are invisible above it)."""
+
+    def __init__(self, stats: TeacherStats, **kw) -> None:
+        super().__init__(**kw)
+        self.stats = stats
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.stats.requests += 1
+        try:
+            response = await super().handle_async_request(request)
+        except httpx.TransportError as e:  # incl. timeouts and dropped connections
+            self.stats.errors[type(e).__name__] += 1
+            raise
+        if response.status_code >= 400:
+            self.stats.errors[f"HTTP {response.status_code}"] += 1
+        return response
+
+
 class TeacherClient:
-    """Chat completions with cache and retries over one shared httpx connection pool."""
+    """Chat completions through the cache, over one AsyncOpenAI client and its connection pool."""
 
     def __init__(self, cfg: TeacherConfig, cache: ResponseCache, stats: TeacherStats) -> None:
-        import httpx
+        from bayling.infer.remote import openai_client
 
         self.cfg, self.cache, self.stats = cfg, cache, stats
-        self.rng = random.Random(cfg.seed)
-        key = cfg.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        self.http = httpx.AsyncClient(
-            base_url=cfg.base_url.rstrip("/") + "/",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=cfg.timeout,
-            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
-        )
-        self._httpx = httpx
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+        self.client = openai_client(cfg.base_url, cfg.api_key, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                                    asynchronous=True,
+                                    http_client=httpx.AsyncClient(transport=_CountingTransport(stats, limits=limits)))
 
     async def complete(self, messages: list[dict]) -> tuple[str, str]:
         """(content, finish_reason) for a chat, from the cache or the endpoint."""
@@ -137,52 +153,24 @@ class TeacherClient:
         if hit is not None:
             self.stats.cache_hits += 1
             return hit
-        data = await self._post(payload)
+        self.stats.asked += 1
+        url = self.cfg.base_url
         try:
-            choice = data["choices"][0]
-            content, finish = choice["message"]["content"] or "", choice.get("finish_reason") or "stop"
-        except (KeyError, IndexError, TypeError):
-            raise TeacherError(f"{self.cfg.base_url}: response has no choices[0].message.content: {str(data)[:200]}")
+            r = await self.client.chat.completions.create(**payload)
+        except openai.APIError as e:
+            status = getattr(e, "status_code", None)  # None: no response (connection or timeout)
+            if status is None or status in _RETRIED or status >= 500:
+                raise RetriesExhausted(f"{url}: gave up after {self.cfg.max_retries} retries ({e})") from e
+            raise TeacherError(f"{url}: HTTP {status}: {e.response.text[:300]}") from e
+        try:
+            content, finish = r.choices[0].message.content or "", r.choices[0].finish_reason or "stop"
+        except (AttributeError, IndexError, TypeError):
+            raise TeacherError(f"{url}: response has no choices[0].message.content: {str(r)[:200]}")
         self.cache.put(key, content, finish)
         return content, finish
 
-    async def _post(self, payload: dict) -> dict:
-        httpx = self._httpx
-        for attempt in range(self.cfg.max_retries + 1):
-            self.stats.requests += 1
-            wait_at_least = 0.0
-            try:
-                r = await self.http.post("chat/completions", json=payload)
-            except (httpx.TimeoutException, httpx.TransportError) as e:  # incl. dropped connections
-                reason = type(e).__name__
-            else:
-                if r.status_code == 200:
-                    try:
-                        return r.json()
-                    except ValueError:
-                        reason = "invalid JSON"
-                elif r.status_code in _RETRY_STATUS or r.status_code >= 500:
-                    reason = f"HTTP {r.status_code}"
-                    wait_at_least = _retry_after(r.headers.get("retry-after"))
-                else:
-                    raise TeacherError(f"{self.cfg.base_url}: HTTP {r.status_code}: {r.text[:300]}")
-            self.stats.errors[reason] += 1
-            if attempt == self.cfg.max_retries:
-                raise RetriesExhausted(f"{self.cfg.base_url}: gave up after {attempt + 1} attempts (last: {reason})")
-            self.stats.retries += 1
-            cap = min(self.cfg.backoff_max, self.cfg.backoff * 2 ** attempt)
-            await asyncio.sleep(max(wait_at_least, cap * self.rng.random()))
-        raise AssertionError("unreachable")
-
     async def close(self) -> None:
-        await self.http.aclose()
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return min(float(value), 60.0) if value else 0.0
-    except ValueError:
-        return 0.0  # an HTTP date: fall back to our own backoff
+        await self.client.close()
 
 
 def _transcript(plan: Plan, upto: int) -> str:

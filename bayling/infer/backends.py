@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bayling.infer.engine import Engine
 from bayling.errors import ConfigError
+from bayling.models import ModelSpec
 
 __all__ = ["BACKENDS", "load_engine"]
 
@@ -11,7 +12,7 @@ BACKENDS = ("transformers", "llamacpp", "openai")
 
 
 def load_engine(
-    model: str | None = None,
+    model: str | ModelSpec | None = None,
     *,
     backend: str = "transformers",
     adapter: str | None = None,
@@ -22,7 +23,8 @@ def load_engine(
     n_ctx: int = 4096,
 ) -> Engine:
     """An engine for `model`: embedded name, local folder (a `bayling train` adapter too), hub id,
-    .gguf file (llamacpp), or the served model's name (openai, at `base_url`)."""
+    .gguf file (llamacpp), or the served model's name (openai, at `base_url`). The local backends
+    take a `resolve_model` spec too (bayling.models): what the model is, worked out once."""
     if backend == "transformers":
         from bayling.infer.engine import TransformersEngine
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from bayling.chat_formats import ChatFormat, get_format, render_with_spans, validate_messages
+from bayling.models import ModelSpec, load_model, resolve_model
 
 __all__ = [
     "Engine",
@@ -241,19 +242,15 @@ class TransformersEngine(Engine):
         self._tok_lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str | None = None, adapter: str | None = None, chat_format: str | None = None, **kw):
-        from bayling.infer.official import detect_official
-        from bayling.models import load_model
-
-        m, tok = load_model(model, adapter=adapter)
-        official = detect_official(adapter or model, m.config)
-        fmt = chat_format or _trained_format(adapter or model) or (official and official.chat_format) or "auto"
-        if official is not None:
-            kw.setdefault("stop_token_ids", official.stop_token_ids)
-        kw.setdefault("name", _display_name(adapter or model))
-        engine = cls(m, tok, fmt, **kw)
-        if official is not None:
-            engine.replacements = official.replacements
+    def load(cls, model: str | ModelSpec | None = None, adapter: str | None = None, chat_format: str | None = None,
+             **kw) -> "TransformersEngine":
+        """An engine for a model reference or its `resolve_model` spec (bayling.models)."""
+        spec = resolve_model(model, adapter, chat_format)
+        m, tok = load_model(spec)
+        kw.setdefault("stop_token_ids", spec.stop_token_ids)
+        kw.setdefault("name", spec.name)
+        engine = cls(m, tok, spec.chat_format, **kw)
+        engine.replacements = spec.replacements
         return engine
 
     def _single_token_stops(self) -> list[int]:
@@ -385,21 +382,3 @@ class _StopStrings:
         with self.lock:
             texts = self.tokenizer.batch_decode(tail, skip_special_tokens=False)
         return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
-
-
-def _trained_format(model: str | None) -> str | None:
-    """The chat format a model folder records (bayling.json) or an embedded model has; else None."""
-    from bayling.models import default_chat_format
-
-    fmt = default_chat_format(model)
-    return None if fmt == "auto" else fmt
-
-
-def _display_name(model: str | None) -> str:
-    from pathlib import Path
-
-    from bayling.models import DEFAULT_MODEL
-
-    name = str(model or DEFAULT_MODEL)
-    path = Path(name)
-    return path.name if path.exists() else name

