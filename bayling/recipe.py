@@ -382,7 +382,9 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
         ident = [f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files] + [r.eval.base_url or ""]
     else:
         ident = [r.model if system == "base" else system, r.train.get("chat_format") or ""]
-    doc = {"system": system, "weights": ident, "eval": asdict(r.eval), "seed": r.data.seed}
+    # The other systems in the list change nothing about this one's answers.
+    settings = {k: v for k, v in asdict(r.eval).items() if k != "systems"}
+    doc = {"system": system, "weights": ident, "eval": settings, "seed": r.data.seed}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -57,6 +57,13 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tiny_model_dir, tmp_pa
         changed.eval.max_new_tokens = 6
         run_recipe(changed)
         assert scored == ["few-shot", "chat"]
+        # Another system in the list (the shipped model next to an ablation) decodes only itself.
+        (out / "eval.done.json").unlink()
+        scored.clear()
+        more = tiny_recipe(out, tiny_model_dir)
+        more.eval.max_new_tokens, more.eval.systems = 6, ["base", "tuned", str(out / "model")]
+        assert set(run_recipe(more)["outputs"]["eval"]) == {"base", "tuned", str(out / "model")}
+        assert scored == ["chat"]
     finally:
         recipe.evaluate_system = real
 
