@@ -180,7 +180,7 @@ def recipe_compare(
 ) -> None:
     """Compare systems from several recipe runs: per-direction table and plot, and a paired bootstrap
     of pooled chrF against the first system when the runs scored the same sentences."""
-    from bayling.recipe import compare_systems
+    from bayling.eval.report import compare_systems
 
     specs = []
     for spec in system:

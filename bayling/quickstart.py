@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bayling.recipe import DataSection, DataSource, EvalSection, Recipe, SelectSection, run_recipe
+from bayling.eval.suite import SuiteConfig
+from bayling.recipe import DataSection, DataSource, Recipe, SelectSection, run_recipe
 
 __all__ = ["quickstart_recipe", "run_quickstart"]
 
@@ -45,7 +46,7 @@ def quickstart_recipe(out: Path, model: str = "gemma3-270m", steps: int = STEPS,
                "lora_r": 16, "lora_alpha": 32, "save_steps": max(steps // 4, 1), "save_total_limit": 2,
                "warmup_ratio": 0.05},
         select=SelectSection(lines=SELECT_LINES, max_new_tokens=64),
-        eval=EvalSection(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=max_new_tokens,
+        eval=SuiteConfig(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=max_new_tokens,
                          sessions_per_direction=6),
     )
 

@@ -6,7 +6,7 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["sample_dir", "shared_data_dir", "gemma_notice"]
+__all__ = ["gemma_notice", "named_corpus", "sample_dir", "shared_data_dir"]
 
 
 def sample_dir() -> Path:
@@ -28,3 +28,17 @@ def shared_data_dir() -> Path | None:
         if (c / "flores200").is_dir():
             return c
     return None
+
+
+def named_corpus(name: str) -> str | None:
+    """A recipe's corpus name as a path: "sample" (shipped), "flores" and "newstest:YEAR/xx-yy"
+    (../shared, None when absent); anything else is a path already."""
+    if name == "sample":
+        return str(sample_dir())
+    shared = shared_data_dir()
+    if name == "flores":
+        return str(shared / "flores200") if shared else None
+    if name.startswith("newstest"):
+        sub = name.partition(":")[2]
+        return str(shared / "newstest" / sub) if shared and (shared / "newstest" / sub).exists() else None
+    return name

@@ -2,6 +2,8 @@ import base64
 import json
 import re
 
+import pytest
+
 from typer.testing import CliRunner
 
 from bayling.eval.cli import app
@@ -45,3 +47,49 @@ def test_report_cli(tmp_path):
                                    "--markdown", str(md)])
     assert res.exit_code == 0, res.output
     assert "tuned" in md.read_text() and html.read_text().startswith("<!doctype html>")
+
+
+def _fake_results(run, system, hyp_of):
+    """A results.json as stage_eval writes it, with hypotheses from `hyp_of(ref, i)`."""
+    refs = [f"Der Zug fährt um {i} Uhr in die Stadt und kommt pünktlich an." for i in range(24)]
+    examples = [{"src": f"The train leaves at {i}.", "ref": r, "hyp": hyp_of(r, i), "direction": "eng_Latn-deu_Latn"}
+                for i, r in enumerate(refs)]
+    from bayling.eval.translation import score_directions
+    from bayling.corpus import Pair
+
+    pairs = [Pair(e["src"], e["ref"], "eng_Latn", "deu_Latn", f"t:{i}") for i, e in enumerate(examples)]
+    s = score_directions(pairs, [e["hyp"] for e in examples])
+    res = {"chrf": s["chrf"], "bleu": s["bleu"], "off_target_rate": None, "constraint_inclusion": 0.5,
+           "refinement_on_target": 1.0, "refinement_changed": 0.5,
+           "breakdown": {"direction": {"eng_Latn-deu_Latn": {"chrf": s["chrf"], "bleu": s["bleu"]}}},
+           "examples": examples}
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "results.json").write_text(json.dumps({system: res}))
+
+
+def test_compare_systems_tables_plots_and_tests_the_difference(tmp_path):
+    from bayling.eval.report import compare_systems
+
+    _fake_results(tmp_path / "a", "base", lambda r, i: "Zug Stadt" if i % 2 else "Hallo Welt")
+    _fake_results(tmp_path / "b", "tuned", lambda r, i: r)  # the references themselves
+    md = compare_systems([("weak", str(tmp_path / "a"), "base"), ("strong", str(tmp_path / "b"), "tuned")],
+                         tmp_path / "cmp")
+    assert "| eng_Latn-deu_Latn |" in md and "| **mean** |" in md
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    test = doc["paired_chrf"]["systems"]["strong"]
+    assert doc["paired_chrf"]["sentences"] == 24
+    assert test["delta"] > 50 and test["significant"] and test["p_value"] < 0.05
+    assert "Paired bootstrap against weak" in md and "(significant)" in md
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+    # A run that kept only a few examples cannot be paired: said, not guessed.
+    doc_a = json.loads((tmp_path / "a" / "results.json").read_text())
+    doc_a["base"]["examples"] = doc_a["base"]["examples"][:8]
+    (tmp_path / "a" / "results.json").write_text(json.dumps(doc_a))
+    md = compare_systems([("weak", str(tmp_path / "a"), "base"), ("strong", str(tmp_path / "b"), "tuned")],
+                         tmp_path / "cmp2")
+    assert "No paired test" in md
+    assert json.loads((tmp_path / "cmp2.json").read_text())["paired_chrf"] is None
+
+    with pytest.raises(ValueError, match="no system 'nope'.*base"):
+        compare_systems([("x", str(tmp_path / "a"), "nope")], tmp_path / "cmp3")

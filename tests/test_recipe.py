@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bayling.recipe import DataSection, DataSource, EvalSection, Recipe, load_recipe_file, run_recipe
+from bayling.eval.suite import SuiteConfig
+from bayling.recipe import DataSection, DataSource, Recipe, load_recipe_file, run_recipe
 
 
 def tiny_recipe(out, model, **train):
@@ -13,7 +14,7 @@ def tiny_recipe(out, model, **train):
         data=DataSection(sources=[DataSource("sample", "dev", ["eng_Latn", "deu_Latn", "fra_Latn"], limit=16)],
                          max_turns=3, filter=False),
         train={"chat_format": "chatml", "max_steps": 2, "batch_size": 2, "max_len": 256, "save_steps": 1, **train},
-        eval=EvalSection(corpus="sample", directions=["eng_Latn-deu_Latn", "fra_Latn-eng_Latn"], limit=2,
+        eval=SuiteConfig(corpus="sample", directions=["eng_Latn-deu_Latn", "fra_Latn-eng_Latn"], limit=2,
                          max_new_tokens=8, n_shots=1),
     )
 
@@ -119,7 +120,7 @@ def test_selection_lines_are_held_out_of_the_training_data(tmp_path):
     langs = ["eng_Latn", "deu_Latn", "zho_Hans"]
     r = Recipe(name="s", out=str(tmp_path / "s"), data=DataSection(sources=[DataSource("flores", "dev", langs)],
                                                                     filter=False),
-               eval=EvalSection(directions=["eng_Latn-deu_Latn", "zho_Hans-eng_Latn"]), select=SelectSection(lines=4))
+               eval=SuiteConfig(directions=["eng_Latn-deu_Latn", "zho_Hans-eng_Latn"]), select=SelectSection(lines=4))
     run_recipe(r, stop_after="data")
     used = {int(json.loads(x)["meta"]["source"].rsplit(":", 1)[1])
             for x in (tmp_path / "s" / "convs.jsonl").read_text().splitlines()}
@@ -134,63 +135,6 @@ def test_bad_recipe_is_named(tmp_path):
     bad.write_text("name: x\ndatta: {}\n")
     with pytest.raises(ValueError, match="datta"):
         load_recipe_file(bad)
-
-
-def _fake_results(run, system, hyp_of):
-    """A results.json as stage_eval writes it, with hypotheses from `hyp_of(ref, i)`."""
-    refs = [f"Der Zug fährt um {i} Uhr in die Stadt und kommt pünktlich an." for i in range(24)]
-    examples = [{"src": f"The train leaves at {i}.", "ref": r, "hyp": hyp_of(r, i), "direction": "eng_Latn-deu_Latn"}
-                for i, r in enumerate(refs)]
-    from bayling.eval.translation import score_directions
-    from bayling.corpus import Pair
-
-    pairs = [Pair(e["src"], e["ref"], "eng_Latn", "deu_Latn", f"t:{i}") for i, e in enumerate(examples)]
-    s = score_directions(pairs, [e["hyp"] for e in examples])
-    res = {"chrf": s["chrf"], "bleu": s["bleu"], "off_target_rate": None, "constraint_inclusion": 0.5,
-           "refinement_on_target": 1.0, "refinement_changed": 0.5,
-           "breakdown": {"direction": {"eng_Latn-deu_Latn": {"chrf": s["chrf"], "bleu": s["bleu"]}}},
-           "examples": examples}
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "results.json").write_text(json.dumps({system: res}))
-
-
-def test_compare_systems_tables_plots_and_tests_the_difference(tmp_path):
-    from bayling.recipe import compare_systems
-
-    _fake_results(tmp_path / "a", "base", lambda r, i: "Zug Stadt" if i % 2 else "Hallo Welt")
-    _fake_results(tmp_path / "b", "tuned", lambda r, i: r)  # the references themselves
-    md = compare_systems([("weak", str(tmp_path / "a"), "base"), ("strong", str(tmp_path / "b"), "tuned")],
-                         tmp_path / "cmp")
-    assert "| eng_Latn-deu_Latn |" in md and "| **mean** |" in md
-    doc = json.loads((tmp_path / "cmp.json").read_text())
-    test = doc["paired_chrf"]["systems"]["strong"]
-    assert doc["paired_chrf"]["sentences"] == 24
-    assert test["delta"] > 50 and test["significant"] and test["p_value"] < 0.05
-    assert "Paired bootstrap against weak" in md and "(significant)" in md
-    assert (tmp_path / "cmp.png").stat().st_size > 1000
-
-    # A run that kept only a few examples cannot be paired: said, not guessed.
-    doc_a = json.loads((tmp_path / "a" / "results.json").read_text())
-    doc_a["base"]["examples"] = doc_a["base"]["examples"][:8]
-    (tmp_path / "a" / "results.json").write_text(json.dumps(doc_a))
-    md = compare_systems([("weak", str(tmp_path / "a"), "base"), ("strong", str(tmp_path / "b"), "tuned")],
-                         tmp_path / "cmp2")
-    assert "No paired test" in md
-    assert json.loads((tmp_path / "cmp2.json").read_text())["paired_chrf"] is None
-
-    with pytest.raises(ValueError, match="no system 'nope'.*base"):
-        compare_systems([("x", str(tmp_path / "a"), "nope")], tmp_path / "cmp3")
-
-
-def test_reference_off_target_is_the_detectors_floor():
-    from bayling.recipe import reference_off_target
-
-    examples = [{"direction": "eng_Latn-zho_Hans", "ref": "火车站星期天不开门。"},
-                {"direction": "eng_Latn-zho_Hans", "ref": "The station is closed on Sundays."},  # not Chinese
-                {"direction": "zho_Hans-eng_Latn", "ref": "The train station is closed on Sundays."}]
-    floor = reference_off_target(examples)
-    assert floor["direction"] == {"eng_Latn-zho_Hans": 0.5, "zho_Hans-eng_Latn": 0.0}
-    assert floor["off_target_rate"] == pytest.approx(1 / 3)
 
 
 def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluates(tmp_path, monkeypatch):

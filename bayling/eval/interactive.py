@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from bayling.eval.common import EvalError, mean, read_records, script_of, text_length
 
-__all__ = ["KINDS", "build_sessions", "read_sessions", "run_sessions", "score_sessions"]
+__all__ = ["KINDS", "InteractiveConfig", "build_sessions", "read_sessions", "run", "run_sessions", "score_sessions",
+           "session_scripts"]
 
 KINDS = ("translate", "constraint", "style", "length")
 STYLES = (
@@ -216,3 +218,70 @@ def score_sessions(sessions: Sequence[dict[str, Any]], replies: Sequence[Sequenc
         "length_ok_rate": mean(r.get("length_ok") for r in turns_out),
     }
     return {"task": "interactive", **summary, "breakdown": {"turn_kind": breakdown}, "turns_detail": turns_out}
+
+
+@dataclass
+class InteractiveConfig:
+    """Where `run`'s sessions come from — exactly one of: a script or transcript file (`sessions`), a
+    corpus (`corpus` with languages or `directions`, `split`, `limit` per direction), a
+    constrained-translation JSONL (`constraints`: its terms drive the constraint turns), or
+    ready `pairs` — and how they are played."""
+
+    sessions: str | None = None
+    corpus: str | None = None
+    constraints: str | None = None
+    pairs: Sequence[Any] | None = None
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    directions: Sequence[str] | None = None
+    split: str | None = "devtest"
+    limit: int | None = 20
+    kinds: Sequence[str] = KINDS
+    seed: int = 0
+    missing_terms: bool = False  # constraint turns name a reference word the first answer lacks
+    max_new_tokens: int = 256
+    progress: bool = True
+
+
+def session_scripts(config: InteractiveConfig) -> list[dict[str, Any]]:
+    """The sessions a config describes (transcripts keep their "replies")."""
+    sources = [config.sessions, config.corpus, config.constraints, config.pairs]
+    if sum(x is not None for x in sources) != 1:
+        raise EvalError("interactive: give exactly one of sessions, corpus, constraints, pairs")
+    kw = {"kinds": list(config.kinds), "seed": config.seed, "missing_terms": config.missing_terms}
+    if config.sessions:
+        return read_sessions(config.sessions)
+    if config.pairs is not None:
+        return build_sessions(config.pairs, **kw)
+    if config.corpus:
+        from bayling.eval.translation import TranslationConfig, pick
+
+        test, _, _ = pick(TranslationConfig(corpus=config.corpus, src_lang=config.src_lang, tgt_lang=config.tgt_lang,
+                                            directions=config.directions, split=config.split, limit=config.limit,
+                                            shots=0))
+        return build_sessions(test, **kw)
+    from bayling.corpus import Pair
+    from bayling.eval.constrained import read_constrained
+    from bayling.languages import resolve
+
+    s, t = config.src_lang, config.tgt_lang
+    if not (s and t):
+        raise EvalError(f"{config.constraints}: say the languages (--src-lang, --tgt-lang)")
+    items = [i for i in read_constrained(config.constraints) if i.tgt][: config.limit]
+    pairs = [Pair(i.src, i.tgt or "", resolve(s).code, resolve(t).code, i.origin) for i in items]
+    return build_sessions(pairs, **{**kw, "terms": [list(i.constraints) for i in items]})
+
+
+def run(engine: Any, config: InteractiveConfig) -> dict[str, Any]:
+    """Play the config's sessions through `engine` (transcripts are scored as they are; then
+    `engine` may be None) and score them; `transcripts` holds each session with its replies."""
+    script = session_scripts(config)
+    if all("replies" in s for s in script):
+        replies = [s["replies"] for s in script]
+    else:
+        if engine is None:
+            raise EvalError("running sessions needs a model: --model (and --base-url for an endpoint)")
+        replies = run_sessions(engine, script, max_new_tokens=config.max_new_tokens, progress=config.progress)
+    result = score_sessions(script, replies)
+    result["transcripts"] = [{**s, "replies": r} for s, r in zip(script, replies)]
+    return result

@@ -23,6 +23,7 @@ from bayling.eval.common import EvalError, mean, read_records
 
 __all__ = [
     "Judge",
+    "JudgeConfig",
     "JudgePrompt",
     "NEED_REF_CATEGORIES",
     "Question",
@@ -33,6 +34,7 @@ __all__ = [
     "load_questions",
     "parse_rating",
     "parse_verdict",
+    "run",
     "summarize_pairwise",
     "summarize_single",
 ]
@@ -353,3 +355,78 @@ def summarize_pairwise(records: Sequence[dict]) -> dict[str, Any]:
         "breakdown": _breakdown(records, row),
         "judgments": list(records),
     }
+
+
+@dataclass
+class JudgeConfig:
+    """MT-bench / BayLing-80: questions, the judge endpoint, and where answers come from (`answers`
+    file, else the engine answers). Judge prompts and reference answers default to MT-bench's files
+    beside the questions."""
+
+    questions: str
+    judge_base_url: str
+    judge_model: str = "gpt-4"
+    judge_api_key: str | None = None
+    judge_prompts: str | None = None
+    references: str | None = None
+    answers: str | None = None
+    answers_out: str | None = None  # where generated answers are written (FastChat model_answer JSONL)
+    model_name: str = "model"
+    mode: str = "single"  # single (grade 1-10) or pairwise (against baseline_answers)
+    baseline_answers: str | None = None
+    baseline_name: str | None = None
+    retries: int = 2
+    concurrency: int = 4
+    language: str | None = None
+    limit: int | None = None
+    max_new_tokens: int = 1024
+    progress: bool = True
+
+
+def run(engine: Any, config: JudgeConfig) -> dict[str, Any]:
+    """Answer (unless answers are given) and judge; `answers` holds generated answers in FastChat's
+    format (also written to `answers_out` before the judge is asked)."""
+    from pathlib import Path
+
+    from bayling.eval.engines import ChatClient
+
+    if config.mode not in ("single", "pairwise"):
+        raise EvalError(f"--mode {config.mode!r}: use single or pairwise")
+    questions = Path(config.questions)
+    qs = load_questions(config.questions, config.language)[: config.limit]
+    prompts = Path(config.judge_prompts) if config.judge_prompts else questions.parent / "judge_prompts.jsonl"
+    if not prompts.is_file():
+        raise EvalError(f"{prompts}: no judge prompts; give --judge-prompts (MT-bench's judge_prompts.jsonl)")
+    references = config.references
+    if references is None and (questions.parent / "reference_answer" / "gpt-4.jsonl").is_file():
+        references = str(questions.parent / "reference_answer" / "gpt-4.jsonl")
+    refs = load_answers(references) if references else None
+    generated = None
+    if config.answers:
+        ans = load_answers(config.answers)
+    else:
+        if engine is None:
+            raise EvalError("give --answers or a model to answer with (--model, --base-url)")
+        ans = generate_answers(engine, qs, max_new_tokens=config.max_new_tokens, progress=config.progress)
+        generated = answer_records(qs, ans, config.model_name)
+        if config.answers_out:  # kept before judging: a judge that fails loses no answers
+            from bayling.eval.common import write_jsonl
+
+            write_jsonl(config.answers_out, generated)
+    missing = [q.question_id for q in qs if str(q.question_id) not in ans]
+    if missing:
+        raise EvalError(f"{config.answers}: no answer for question_id {missing[0]} ({len(missing)} missing)")
+    judge = Judge(ChatClient(config.judge_base_url, config.judge_model, config.judge_api_key),
+                  load_judge_prompts(str(prompts)), retries=config.retries, concurrency=config.concurrency)
+    if config.mode == "single":
+        result = summarize_single(judge.grade_single(qs, ans, config.model_name, refs))
+    else:
+        if not config.baseline_answers:
+            raise EvalError("--mode pairwise needs --baseline-answers")
+        base = load_answers(config.baseline_answers)
+        name = config.baseline_name or Path(config.baseline_answers).stem
+        result = summarize_pairwise(judge.grade_pairwise(qs, ans, base, config.model_name, name, refs))
+    result.update(questions=config.questions, judge=config.judge_model)
+    if generated is not None:
+        result["answers"] = generated
+    return result

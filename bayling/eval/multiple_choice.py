@@ -26,6 +26,7 @@ from bayling.eval.common import EvalError, mean, progress_bar, read_lines, read_
 __all__ = [
     "LETTERS",
     "LoglikScorer",
+    "MCConfig",
     "MCQuestion",
     "evaluate_mc",
     "generative_prompt",
@@ -36,6 +37,7 @@ __all__ = [
     "read_cmmlu",
     "read_mgsm",
     "read_xcopa",
+    "run",
 ]
 
 LETTERS = "ABCDEFGHIJ"
@@ -541,4 +543,37 @@ def _summarize(questions: Sequence[MCQuestion], preds: list[dict], method: str, 
     if notes:
         result["notes"] = notes
     result["predictions"] = preds
+    return result
+
+
+@dataclass
+class MCConfig:
+    """A multiple-choice set (file or folder, see load_mc) and how to answer it."""
+
+    data: str
+    kind: str = "auto"
+    split: str | None = None
+    langs: Sequence[str] | None = None
+    subjects: Sequence[str] | None = None
+    limit: int | None = None
+    method: str = "loglik"  # loglik, generate or both
+    continuations: str = "letters"
+    prompt: str = "chat"
+    outputs: str | Sequence[str] | None = None  # ready generative answers: a file (one a line) or a list
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    progress: bool = True
+
+
+def run(engine: Any, config: MCConfig) -> dict[str, Any]:
+    """Accuracy per subject and language for the config's questions."""
+    qs = load_mc(config.data, config.kind, split=config.split, langs=config.langs or None,
+                 subjects=config.subjects or None, limit=config.limit)
+    ready = read_lines(config.outputs) if isinstance(config.outputs, str) else config.outputs
+    if engine is None and (config.method != "generate" or ready is None):
+        raise EvalError("give a model (--model, or --base-url for --method generate) or --outputs with --method generate")
+    result = evaluate_mc(qs, engine, method=config.method, continuations=config.continuations,
+                         batch_size=config.batch_size, prompt=config.prompt, max_new_tokens=config.max_new_tokens,
+                         outputs=ready, progress=config.progress)
+    result["data"] = config.data
     return result

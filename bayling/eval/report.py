@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bayling.eval.common import EvalError
+from bayling.io import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["load_results", "summary_of", "to_html", "to_markdown", "write_report"]
+__all__ = ["compare_systems", "load_results", "plot_recipe_results", "summary_of", "to_html", "to_markdown",
+           "write_report"]
 
 # Shown first, in this order; other numbers follow alphabetically.
 PRIMARY = (
@@ -214,8 +216,133 @@ def write_report(runs: Sequence[Run], *, html_path: str | None = None, markdown_
     md = to_markdown(runs, title)
     if markdown_path:
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown_path).write_text(md + "\n", encoding="utf-8")
+        atomic_write_text(markdown_path, md + "\n")
     if html_path:
         Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(html_path).write_text(to_html(runs, title), encoding="utf-8")
+        atomic_write_text(html_path, to_html(runs, title))
+    return md
+
+
+# --- recipe runs ------------------------------------------------------------------------------
+
+def plot_recipe_results(results: dict, path: Path, model: str, model_dir: Path) -> None:
+    """A recipe run's picture: chrF per direction, the rates, and the checkpoint-selection curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayling.train.select import read_curve
+
+    systems = list(results)
+    dirs = list(next(iter(results.values()))["breakdown"]["direction"])
+    curve = read_curve(model_dir)
+    fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(16 if curve else 11, 3.8))
+    if curve:  # checkpoint selection on held-out dev: which step became the model
+        steps, chrf = [p["step"] for p in curve], [p["chrf"] for p in curve]
+        best = max(curve, key=lambda p: (p["chrf"], -p["step"]))
+        axes[2].plot(steps, chrf, marker="o")
+        axes[2].scatter([best["step"]], [best["chrf"]], s=120, facecolors="none", edgecolors="red", label="kept")
+        axes[2].set_xlabel("training step")
+        axes[2].set_ylabel("chrF (held-out dev slice)")
+        axes[2].set_title(f"checkpoint selection ({best['n']} dev pairs)")
+        axes[2].legend()
+    width = 0.8 / len(systems)
+    for i, s in enumerate(systems):
+        vals = [results[s]["breakdown"]["direction"][d]["chrf"] for d in dirs]
+        axes[0].bar([x + i * width for x in range(len(dirs))], vals, width, label=s)
+    axes[0].set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(dirs))])
+    axes[0].set_xticklabels([d.replace("_Latn", "").replace("_Hans", "") for d in dirs], rotation=20)
+    axes[0].set_ylabel("chrF")
+    axes[0].set_title("chrF per direction (held-out)")
+    axes[0].legend()
+    metrics = ["off_target_rate", "constraint_inclusion", "refinement_on_target"]
+    for i, s in enumerate(systems):
+        axes[1].bar([x + i * width for x in range(len(metrics))], [results[s].get(m) or 0 for m in metrics],
+                    width, label=s)
+    axes[1].set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(metrics))])
+    axes[1].set_xticklabels(["off-target", "constraint incl.", "refine on-target"])
+    axes[1].set_ylim(0, 1)
+    axes[1].set_title("rates")
+    fig.suptitle(f"{model}: " + " vs ".join(systems))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str:
+    """Side-by-side table and plot of systems from several recipe runs: (label, run dir, system name).
+
+    Writes OUT.md, OUT.png and OUT.json; returns the markdown.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayling.eval.suite import paired_chrf, summary
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    loaded = {}
+    for label, run, system in systems:
+        path = Path(run) / "results.json"
+        if not path.is_file():
+            raise EvalError(f"{path}: no results (run the recipe first)")
+        res = json.loads(path.read_text(encoding="utf-8"))
+        if system not in res:
+            raise EvalError(f"{path}: no system {system!r} (has: {', '.join(k for k in res if isinstance(res[k], dict) and 'chrf' in res[k])})")
+        loaded[label] = res[system]
+    labels = list(loaded)
+    dirs = list(next(iter(loaded.values()))["breakdown"]["direction"])
+    lines = ["| direction | " + " | ".join(f"{l} chrF / BLEU / off-target" for l in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+
+    def cell(d: dict) -> str:
+        ot = d.get("off_target_rate")
+        return f"{d['chrf']:.1f} / {d['bleu']:.1f} / {'-' if ot is None else f'{ot:.2f}'}"
+
+    for d in dirs:
+        lines.append(f"| {d} | " + " | ".join(cell(loaded[l]["breakdown"]["direction"].get(d, {})) for l in labels) + " |")
+    lines.append("| **mean** | " + " | ".join(cell(loaded[l]) for l in labels) + " |")
+    lines += ["", "| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for key, name in (("off_target_rate", "off-target (mean over directions)"),
+                      ("max_new_tokens_rate", "ran to max_new_tokens"),
+                      ("source_copy_rate", "copied the source"),
+                      ("constraint_inclusion", "constraint inclusion (2nd turn)"),
+                      ("refinement_on_target", "2nd turn in the target language"),
+                      ("refinement_changed", "2nd turn changed the translation")):
+        vals = [loaded[l].get(key) for l in labels]
+        lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    paired = paired_chrf(loaded)
+    if paired:
+        base = labels[0]
+        lines += ["", f"Paired bootstrap against {base} (sacreBLEU, 1,000 resamples) on chrF pooled over all "
+                  f"{paired['sentences']} sentences:", "",
+                  "| system | pooled chrF | Δ vs " + base + " | p |", "|---|---|---|---|",
+                  f"| {base} | {paired['baseline']:.1f} | | |"]
+        for l, t in paired["systems"].items():
+            lines.append(f"| {l} | {t['system']:.1f} | {t['delta']:+.1f} | {t['p_value']:.3f}"
+                         + (" (significant)" if t["significant"] else "") + " |")
+    elif len(labels) > 1:
+        lines += ["", "(No paired test: the runs did not keep hypotheses for the same sentences — "
+                  "re-run their eval stage.)"]
+    md = "\n".join(lines)
+    atomic_write_text(out.with_suffix(".md"), md + "\n")
+    atomic_write_json(out.with_suffix(".json"), {"systems": {l: summary(r) for l, r in loaded.items()}, "paired_chrf": paired})
+
+    fig, ax = plt.subplots(figsize=(max(8, len(dirs) * 0.9), 4))
+    width = 0.8 / len(labels)
+    for i, l in enumerate(labels):
+        ax.bar([x + i * width for x in range(len(dirs))],
+               [loaded[l]["breakdown"]["direction"].get(d, {}).get("chrf", 0) for d in dirs], width, label=l)
+    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(dirs))])
+    ax.set_xticklabels([d.replace("_", " ").replace("-", "→\n") for d in dirs], fontsize=7)
+    ax.set_ylabel("chrF (FLORES-200 devtest)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
     return md

@@ -11,15 +11,21 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from bayling.eval.common import EvalError, check_aligned, mean, progress_bar
 
 __all__ = [
     "DEFAULT_METRICS",
+    "SOURCE_COPY_CHRF",
+    "TranslationConfig",
     "choose_tokenizer",
     "comet_score",
+    "failure_rates",
     "paired_significance",
+    "pick",
+    "run",
     "score_directions",
     "score_translation",
     "test_and_shots",
@@ -343,41 +349,115 @@ def translate(
     progress: bool = True,
 ) -> list[str]:
     """Translate each `Pair`'s source with `engine`: a k-shot prompt for base models ("few-shot",
-    shots taken per direction from `shots`) or the instruction through the chat format ("chat")."""
+    shots taken per direction from `shots`) or the instruction through the chat format ("chat").
+    The requests are bayling.infer.translate's (the one translation driver), in batches of `chunk`."""
     from bayling.infer.engine import GenerationConfig
-    from bayling.infer.prompts import FEW_SHOT_STOP, few_shot_prompt, translation_instruction
-    from bayling.languages import resolve
+    from bayling.infer.translate import PROMPT_MODES, Item, bos_of, translate_batch, translation_request
 
-    if prompt not in ("few-shot", "chat"):
+    if prompt not in PROMPT_MODES:
         raise EvalError(f"--prompt {prompt!r}: use few-shot (base models) or chat (tuned models)")
-    by_direction: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    pool: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for s in shots:
-        if len(by_direction[(s.src_lang, s.tgt_lang)]) < n_shots:
-            by_direction[(s.src_lang, s.tgt_lang)].append((s.src, s.tgt))
-    bos = (getattr(getattr(engine, "tokenizer", None), "bos_token", None) or "")
-    requests: list[Any] = []
-    for p in pairs:
-        src_name, tgt_name = resolve(p.src_lang).name, resolve(p.tgt_lang).name
-        if prompt == "few-shot":
-            requests.append(few_shot_prompt(p.src, src_name, tgt_name, by_direction.get((p.src_lang, p.tgt_lang), []), bos))
-        else:
-            requests.append([{"role": "user", "content": translation_instruction(p.src, src_name, tgt_name)}])
-    if prompt == "few-shot":
-        config = GenerationConfig(max_new_tokens=max_new_tokens, stop=FEW_SHOT_STOP)
-        run = engine.complete
-    else:
-        config = GenerationConfig(max_new_tokens=max_new_tokens)
-        run = engine.chat
+        if len(pool[(s.src_lang, s.tgt_lang)]) < n_shots:
+            pool[(s.src_lang, s.tgt_lang)].append((s.src, s.tgt))
+    items = [Item(str(i), p.src, p.src_lang, p.tgt_lang) for i, p in enumerate(pairs)]
+    bos = bos_of(engine)
     # Longest first, so a batch's rows end at about the same step and no batch waits on one long row.
-    order = sorted(range(len(requests)), key=lambda i: -len(str(requests[i])))
-    outputs: list[str] = [""] * len(requests)
-    with progress_bar(progress, len(requests), "translating") as advance:
+    size = [len(str(translation_request(it, prompt, pool.get((it.src_lang, it.tgt_lang), ()), bos))) for it in items]
+    order = sorted(range(len(items)), key=lambda i: -size[i])
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    outputs: list[str] = [""] * len(items)
+    with progress_bar(progress, len(items), "translating") as advance:
         for start in range(0, len(order), chunk):
             idx = order[start : start + chunk]
-            for i, o in zip(idx, run([requests[i] for i in idx], config)):
-                outputs[i] = " ".join(o.strip().splitlines())
+            records = translate_batch(engine, [items[i] for i in idx], mode=prompt, config=config, shot_pool=pool)
+            for i, rec in zip(idx, records):
+                outputs[i] = " ".join(rec["hyp"].strip().splitlines())
             advance(len(idx))
     return outputs
+
+
+SOURCE_COPY_CHRF = 60.0  # a translation this close to its source (chrF) hands the source back
+
+
+def failure_rates(engine: Any, pairs: Sequence[Any], hyps: Sequence[str], max_new_tokens: int) -> dict[str, Any]:
+    """Shares of outputs that ran to max_new_tokens (runaway loops; engines that count tokens) and
+    that copy the source."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    counted = hasattr(engine, "count_tokens")
+    runaway = [engine.count_tokens(h) >= max_new_tokens - 1 for h in hyps] if counted else []
+    copies = [bool(h.strip()) and chrf.sentence_score(h, [p.src]).score >= SOURCE_COPY_CHRF for p, h in zip(pairs, hyps)]
+    return {"max_new_tokens_rate": sum(runaway) / len(runaway) if runaway else None,
+            "source_copy_rate": sum(copies) / max(len(copies), 1)}
+
+
+@dataclass
+class TranslationConfig:
+    """What `run` translates and how it scores. Sentences come from `corpus` (FLORES folder, newstest
+    folder, a.en,a.zh, .tsv, .jsonl) for `src_lang`/`tgt_lang` or for each of `directions`
+    ("eng_Latn-zho_Hans", ...), or ready-made as `pairs` (with `shot_pairs`)."""
+
+    corpus: str | None = None
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    directions: Sequence[str] | None = None
+    split: str | None = "devtest"
+    limit: int | None = None  # sentences per direction
+    prompt: str = "few-shot"
+    shots: int = 3
+    shots_split: str | None = "auto"  # auto: FLORES devtest takes its shots from dev
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    tokenize: str | None = None
+    spbleu: bool = False
+    metrics: Sequence[str] = DEFAULT_METRICS
+    bootstrap: int = 0
+    lowercase: bool = False
+    comet: str | None = None
+    progress: bool = True
+    pairs: Sequence[Any] | None = None
+    shot_pairs: Sequence[Any] = ()
+
+
+def pick(config: TranslationConfig) -> tuple[list, list, list[str]]:
+    """(test pairs, shot pairs, notes) for a config: its `pairs`, or test_and_shots per direction."""
+    if config.pairs is not None:
+        return list(config.pairs), list(config.shot_pairs), []
+    if not config.corpus:
+        raise EvalError("translation: give a corpus (or ready pairs) to translate")
+    n_shots = config.shots if config.prompt == "few-shot" else 0
+    shots_split = config.shots_split
+    if shots_split == "auto":
+        from bayling.corpus.detect import corpus_kind
+
+        flores = corpus_kind(config.corpus) in ("flores", "flores-file")
+        shots_split = "dev" if config.split == "devtest" and flores else None
+    wanted = [d.partition("-")[::2] for d in config.directions] if config.directions else [(config.src_lang, config.tgt_lang)]
+    test, shot_pairs, notes = [], [], []
+    for src, tgt in wanted:
+        t, s, n = test_and_shots(config.corpus, src, tgt, config.split, config.limit, n_shots, shots_split)
+        test, shot_pairs, notes = test + t, shot_pairs + s, notes + [x for x in n if x not in notes]
+    return test, shot_pairs, notes
+
+
+def run(engine: Any, config: TranslationConfig) -> dict[str, Any]:
+    """Translate the config's sentences with `engine` and score them: sacreBLEU per direction and
+    macro-averaged, off-target, runaway and source-copy rates; `examples` holds every pair with its output."""
+    import dataclasses
+
+    test, shot_pairs, notes = pick(config)
+    hyps = translate(engine, test, prompt=config.prompt, shots=shot_pairs, n_shots=config.shots,
+                     max_new_tokens=config.max_new_tokens, chunk=config.batch_size, progress=config.progress)
+    result = score_directions(test, hyps, tokenize=config.tokenize, spbleu=config.spbleu, metrics=config.metrics,
+                              bootstrap=config.bootstrap, lowercase=config.lowercase, comet=config.comet)
+    result.update(failure_rates(engine, test, hyps, config.max_new_tokens), prompt=config.prompt,
+                  corpus=config.corpus, split=config.split)
+    if notes:
+        result["notes"] = result.get("notes", []) + notes
+    result["examples"] = [{**dataclasses.asdict(p), "hyp": h} for p, h in zip(test, hyps)]
+    return result
 
 
 def score_directions(pairs: Sequence[Any], hyps: Sequence[str], **kw: Any) -> dict[str, Any]:

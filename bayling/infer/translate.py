@@ -19,7 +19,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from bayling.errors import BaylingError
 from bayling.infer.engine import Engine, GenerationConfig
@@ -38,6 +38,7 @@ __all__ = [
     "PROMPT_MODES",
     "TranslateError",
     "TranslateSummary",
+    "bos_of",
     "default_prompt_mode",
     "first_turn",
     "read_items",
@@ -45,6 +46,7 @@ __all__ = [
     "translate_batch",
     "translate_file",
     "translate_text",
+    "translation_request",
 ]
 
 PROMPT_MODES = ("few-shot", "chat")
@@ -152,7 +154,8 @@ def _lang_name(code: str) -> str:
     return resolve(code).name
 
 
-def _bos(engine: Engine) -> str:
+def bos_of(engine: Engine) -> str:
+    """The text a raw prompt starts with for this engine (its tokenizer's BOS, else its chat format's)."""
     tok = getattr(engine, "tokenizer", None)
     if tok is not None:
         return tok.bos_token or ""
@@ -168,11 +171,23 @@ def first_turn(item: Item) -> dict:
     return {"role": "user", "content": translation_instruction(item.src, s, t)}
 
 
+ShotPool = Mapping[tuple[str, str], Sequence[tuple[str, str]]]  # (src, tgt) -> solved pairs
+
+
+def translation_request(item: Item, mode: str, examples: Sequence[tuple[str, str]] = (), bos: str = ""):
+    """What the engine is asked: a few-shot prompt (text) or a one-turn chat (messages)."""
+    if mode == "few-shot":
+        return few_shot_prompt(item.src, _lang_name(item.src_lang), _lang_name(item.tgt_lang), examples, bos)
+    return [first_turn(item)]
+
+
 def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat",
                     config: GenerationConfig = GenerationConfig(), refine: str | None = None,
-                    shots: int = 3, cancel: threading.Event | None = None) -> list[dict]:
+                    shots: int = 3, shot_pool: ShotPool | None = None,
+                    cancel: threading.Event | None = None) -> list[dict]:
     """One record per item: id, src, hyp, languages, ref, messages (the chat it took) and, when
-    asked, draft (before refinement) and constraints_met.
+    asked, draft (before refinement) and constraints_met. Few-shot examples come from `shot_pool`
+    per direction when given (an eval's dev pairs), else `shots` pairs of the shipped sample.
 
     With `cancel`, generation streams one item at a time and stops soon after it is set (a server
     whose client left); the records are then incomplete.
@@ -192,11 +207,14 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
     live = [i for i, it in enumerate(items) if it.src.strip()]
     hyps = [""] * len(items)
     if mode == "few-shot":
-        prompts = [
-            few_shot_prompt(items[i].src, _lang_name(items[i].src_lang), _lang_name(items[i].tgt_lang),
-                            sample_shots(items[i].src_lang, items[i].tgt_lang, shots), _bos(engine))
-            for i in live
-        ]
+        bos = bos_of(engine)
+
+        def examples(it: Item) -> Sequence[tuple[str, str]]:
+            if shot_pool is not None:
+                return shot_pool.get((it.src_lang, it.tgt_lang), ())
+            return sample_shots(it.src_lang, it.tgt_lang, shots)
+
+        prompts = [translation_request(items[i], mode, examples(items[i]), bos) for i in live]
         cfg = replace(config, stop=tuple(dict.fromkeys(config.stop + FEW_SHOT_STOP)))
         outs = [o.strip() for o in complete(prompts, cfg)]
     else:
