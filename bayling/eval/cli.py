@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 import typer
 
 from bayling.eval.common import EvalError
+from bayling.infer.cli import ADAPTER, BACKEND, CHAT_FORMAT
 
 app = typer.Typer(
     help="Evaluate: translation (BLEU/chrF/TER, off-target), constrained and interactive translation, "
@@ -24,11 +25,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Options shared by every command that can run a model.
-MODEL = typer.Option(None, "--model", "-m", help="Model to run: embedded name, local folder, hub id, or the served model name with --base-url.")
-ADAPTER = typer.Option(None, "--adapter", help="LoRA adapter folder on top of --model.")
-CHAT_FORMAT = typer.Option(None, "--chat-format", help="Chat format for a local model (default: the model's own).")
-BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, bayling serve, hosted APIs).")
+# Options shared by every command that can run a model: the engine options of `bayling chat`
+# (bayling.infer.cli), but no default model (scoring files needs none) and an endpoint key of its own.
+MODEL = typer.Option(None, "--model", "-m", help="Model to run: embedded name, `bayling train` output, local folder, hub id, .gguf (--backend llamacpp), or the served model name with --base-url.")
+BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, bayling serve, hosted APIs); implies --backend openai.")
 API_KEY = typer.Option(None, "--api-key", envvar="BAYLING_EVAL_API_KEY", help="API key for --base-url (default: $OPENAI_API_KEY).")
 BATCH = typer.Option(8, "--batch-size", help="Batch size (local) or concurrent requests (endpoint).")
 JSON_OUT = typer.Option(False, "--json", help="Print the full result as JSON instead of a markdown summary.")
@@ -36,13 +36,16 @@ OUT = typer.Option(None, "--out", "-o", help="Also write the result JSON here (i
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
-def _engine(model, adapter, chat_format, base_url, api_key, batch_size):
-    from bayling.eval.engines import open_engine
+def _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size):
+    """The engine the options describe, or None when they name no model."""
+    from bayling.infer.cli import engine_from_options
 
     if not model and not base_url:
         return None
-    return open_engine(model, adapter=adapter, chat_format=chat_format, base_url=base_url, api_key=api_key,
-                       batch_size=batch_size)
+    if base_url and not model:
+        raise EvalError("--base-url needs --model: the model name the server serves")
+    backend = "openai" if base_url and backend == "transformers" else backend
+    return engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size)
 
 
 def _emit(result: dict[str, Any], as_json: bool, out: Optional[Path], name: str = "result") -> None:
@@ -92,6 +95,7 @@ def translation(
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     hyp_out: Path = typer.Option(Path("translations.jsonl"), "--hyp-out", help="Where generated translations go (JSONL)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
     base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
     as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
 ) -> None:
@@ -106,7 +110,7 @@ def translation(
     if corpus:
         if hyp or ref:
             raise EvalError("give either --hyp/--ref (score files) or --corpus with --model (generate and score)")
-        engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+        engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
         if engine is None:
             raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
         result = task.run(engine, task.TranslationConfig(
@@ -170,6 +174,7 @@ def constrained(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     hyp_out: Path = typer.Option(Path("constrained.jsonl"), "--hyp-out", help="Where generated outputs go (JSONL)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
     base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
     as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
 ) -> None:
@@ -181,7 +186,7 @@ def constrained(
     from bayling.eval.common import write_jsonl
 
     guessed = _langs_from_name(data)
-    engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
     result = task.run(engine, task.ConstrainedConfig(
         data=str(data), src_lang=src_lang or guessed[0], tgt_lang=tgt_lang or guessed[1], hyp_field=hyp_field,
         outputs=str(hyp) if hyp and engine is None else None, loose=loose, limit=limit,
@@ -209,6 +214,7 @@ def interactive(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     seed: int = typer.Option(0, "--seed", help="Seed for picking terms and styles."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
     base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
     as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
 ) -> None:
@@ -232,7 +238,7 @@ def interactive(
         typer.echo(f"{len(script)} session scripts written to {transcript_out}", err=True)
         return
     played = all("replies" in s for s in script)
-    engine = None if played else _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    engine = None if played else _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
     result = task.run(engine, config)
     transcripts = result.pop("transcripts")
     if engine is not None:
@@ -264,6 +270,7 @@ def mt_bench(
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens"),
     answers_out: Optional[Path] = typer.Option(None, "--answers-out", help="Where generated answers go (default: answers.<model>.jsonl)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
     base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
     as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
 ) -> None:
@@ -274,7 +281,7 @@ def mt_bench(
     from bayling.eval import judge as task
 
     name = model_name or model or (answers.stem if answers else "model")
-    engine = None if answers else _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    engine = None if answers else _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
     dest = answers_out or Path(f"answers.{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.jsonl")
     result = task.run(engine, task.JudgeConfig(
         questions=str(questions), judge_base_url=judge_base_url, judge_model=judge_model, judge_api_key=judge_api_key,
@@ -304,6 +311,7 @@ def multiple_choice(
     outputs: Optional[Path] = typer.Option(None, "--outputs", help="Ready generative answers, one a line (newlines escaped), aligned."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
     base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     batch_size: int = typer.Option(16, "--batch-size", help="Rows per forward pass (loglik) / generation batch."),
     as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
@@ -314,7 +322,7 @@ def multiple_choice(
     ("Answer is choice (B)", "答案是选项(B)", a number for MGSM)."""
     from bayling.eval import multiple_choice as task
 
-    engine = _engine(model, adapter, chat_format, base_url, api_key, batch_size)
+    engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
     result = task.run(engine, task.MCConfig(
         data=str(data), kind=kind, split=split, langs=_csv(langs), subjects=_csv(subjects), limit=limit, method=method,
         continuations=continuations, prompt=prompt, outputs=str(outputs) if outputs else None,

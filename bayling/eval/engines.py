@@ -1,7 +1,8 @@
 """Models to evaluate and judges to ask: a local engine, or any OpenAI-compatible endpoint.
 
-`open_engine` gives an `Engine` (bayling.infer.backends.load_engine, the one factory) either way, so
-every task generates the same way for this project's models, a vLLM server or a hosted API.
+Engines come from bayling.infer.backends.load_engine (the one factory), so every task generates the
+same way for this project's models, llama.cpp, a vLLM server or a hosted API; `chat_turns` plays
+scripted conversations through any of them.
 `ChatClient` is the small synchronous client the LLM judge uses (its client from
 bayling.infer.remote.openai_client).
 """
@@ -13,7 +14,7 @@ from typing import Sequence
 from bayling.infer.engine import Engine, GenerationConfig
 from bayling.infer.remote import OpenAIEngine  # noqa: F401  (the one remote engine, re-exported)
 
-__all__ = ["EMPTY_REPLY", "ChatClient", "OpenAIEngine", "chat_turns", "open_engine"]
+__all__ = ["EMPTY_REPLY", "ChatClient", "OpenAIEngine", "chat_turns"]
 
 EMPTY_REPLY = "(no reply)"
 
@@ -47,27 +48,6 @@ class ChatClient:
             model=self.model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, top_p=top_p, **kw,
         )
         return resp.choices[0].text or ""
-
-
-def open_engine(
-    model: str | None = None,
-    *,
-    adapter: str | None = None,
-    chat_format: str | None = None,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    batch_size: int = 8,
-) -> Engine:
-    """A local TransformersEngine, or an OpenAIEngine when `base_url` is given (then `model` is the
-    name the server knows)."""
-    from bayling.infer.backends import load_engine
-
-    if base_url and not model:
-        from bayling.eval.common import EvalError
-
-        raise EvalError("--base-url needs --model: the model name the server serves")
-    return load_engine(model, backend="openai" if base_url else "transformers", adapter=adapter,
-                       chat_format=chat_format, base_url=base_url, api_key=api_key, batch_size=batch_size)
 
 
 def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: GenerationConfig, *,
