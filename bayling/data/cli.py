@@ -13,40 +13,13 @@ from typing import List, Optional
 
 import typer
 
+from bayling.progress import progress_bar
+
 from bayling.data.build import BuildConfig as _DEFAULTS  # light (no model code): option defaults live in one place
 from bayling.errors import ConfigError
 
 app = typer.Typer(help="Instruction data: interactive-translation sessions, cross-lingual tasks, filters, mixing, "
                        "data cards.", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-
-
-def _progress(enabled: bool | None, total: int | None, what: str):
-    """A rich progress bar (rate + ETA) on stderr, or None. Updated in batches, so it costs little."""
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed or 0:,.0f} {what}/s")
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), Rate(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-    task = bar.add_task(what, total=total)
-    bar.start()
-    return bar, task
-
-
-def _tick(progress, n: int) -> None:
-    if progress is not None:
-        progress[0].update(progress[1], completed=n)
-
-
-def _done(progress) -> None:
-    if progress is not None:
-        progress[0].stop()
 
 
 @app.command()
@@ -106,9 +79,8 @@ def build(
         sessions=sessions, multi_turn=multi_turn, into_english=into_english, constrained=constrained, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
         shard=parse_shard(shard) if shard else (0, 1),
     )
-    bar = _progress(progress, limit if not shard else None, "conv")
     start = time.perf_counter()
-    try:
+    with progress_bar(progress, limit if not shard else None, "building", unit="conv", transient=False) as bar:
         if mode == "reference":
             drafts = None
             if drafts_model:
@@ -117,7 +89,7 @@ def build(
                 drafts = prepare_drafts([cfg], drafts_model, drafts_cache or out.with_name(out.name + ".drafts.jsonl"),
                                         prompt=drafts_prompt, log=lambda m: typer.echo(m, err=True),
                                         progress=bool(progress) if progress is not None else sys.stderr.isatty())
-            n = write_jsonl(out, build_conversations(cfg, drafts), progress=lambda k: _tick(bar, k), every=2000)
+            n = write_jsonl(out, build_conversations(cfg, drafts), progress=bar.set, every=2000)
             extra = ""
         else:
             from bayling.data.teacher import TeacherConfig, teacher_build
@@ -129,12 +101,10 @@ def build(
                                  max_tokens=max_tokens, write_users=teacher_writes_users,
                                  cache=str(cache) if cache else None)
             key = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
-            stats = teacher_build(plan_conversations(cfg), out, tcfg, key, progress=lambda k: _tick(bar, k))
+            stats = teacher_build(plan_conversations(cfg), out, tcfg, key, progress=bar.set)
             n = stats.resumed + stats.written
             extra = (f"; {stats.resumed} resumed, {stats.requests} requests, {stats.cache_hits} cache hits, "
                      f"{stats.retries} retries {dict(stats.errors) or ''}")
-    finally:
-        _done(bar)
     seconds = time.perf_counter() - start
     typer.echo(f"wrote {n} conversations to {out} in {seconds:.1f}s ({n / max(seconds, 1e-9):,.0f}/s){extra}", err=True)
 

@@ -7,12 +7,12 @@ strings `sacrebleu` does (one difference: a UTF-8 BOM opening a file is dropped,
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from bayling.errors import BaylingError
+from bayling.progress import progress_bar  # noqa: F401  (re-exported: the one progress bar)
 
 __all__ = [
     "EvalError",
@@ -110,33 +110,3 @@ def text_length(text: str) -> int:
     if script_of(text) == "unspaced":
         return sum(1 for c in text if not c.isspace())
     return len(text.split())
-
-
-class progress_bar:
-    """A rich progress bar on stderr, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        rate = TextColumn("{task.fields[rate]}")
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), rate,
-                           TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self._p.start()
-        task = self._p.add_task(self.label, total=self.total, rate="")
-
-        def advance(n: int) -> None:
-            self._p.advance(task, n)
-            speed = self._p.tasks[task].speed
-            if speed:
-                self._p.update(task, rate=f"{speed:.2f}/s" if speed < 10 else f"{speed:.0f}/s")
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._p.stop()

@@ -100,7 +100,7 @@ def translate_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
     """Translate a file or FLORES folder, batched and resumable; optionally constrained and refined."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from bayling.progress import progress_bar
 
     from bayling.infer.engine import GenerationConfig
     from bayling.infer.translate import PROMPT_MODES, TranslateError, default_prompt_mode, read_items, translate_file
@@ -116,21 +116,13 @@ def translate_command(
     def emit(rec: dict) -> None:
         typer.echo(" ".join(rec["hyp"].split("\n")))
 
-    with Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=False, console=_stderr()) as bar:
-        task = bar.add_task("translate", total=len(items))
+    with progress_bar(progress, len(items), "translating", unit="lines", transient=False) as bar:
         summary = translate_file(engine, items, out, mode=mode, config=config, refine=refine, batch_size=batch_size,
-                                 on_progress=lambda done, total: bar.update(task, completed=done), emit=emit)
+                                 on_progress=lambda done, total: bar.set(done), emit=emit)
     note = f"{summary.translated} translated, {summary.resumed} already done"
     if summary.constraints_met is not None:
         note += f", constraints met in {summary.constraints_met:.0%}"
     typer.echo(f"{note}{f' -> {out}' if out else ''} ({mode} prompt)", err=True)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 delta_app = typer.Typer(help="Delta weights (the BayLing v1 release format: delta = tuned - base).", no_args_is_help=True)
