@@ -167,3 +167,27 @@ def test_comet_is_optional(tmp_path):
         ckpt.write_bytes(b"")
         res = score_translation(["a b c"], ["a b c"], ["x y z"], "en", comet=str(ckpt), metrics=("bleu",))
         assert res["comet"] is None and any("COMET skipped" in n for n in res["notes"])
+
+
+def test_run_scores_every_prompt_on_the_same_sentences_and_reports_failures(tmp_path):
+    """A non-FLORES corpus: its first pairs are the shots and leave the test set for *every* prompt,
+    so a chat model and a few-shot base are scored on the same sentences (pairable)."""
+    from bayling.eval.translation import TranslationConfig, run
+    from bayling.testing.fake_engine import FakeEngine
+
+    tsv = tmp_path / "t.tsv"
+    rows = [(f"The house number {i} is red.", f"Das Haus Nummer {i} ist rot.") for i in range(8)]
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+
+    def reply(target):  # copies the source for the chat prompt, loops for the few-shot one
+        if isinstance(target, str):
+            return " ".join(["rot"] * 50)
+        return target[-1]["content"].splitlines()[-1]
+
+    cfg = dict(corpus=str(tsv), src_lang="eng_Latn", tgt_lang="deu_Latn", shots=2, max_new_tokens=20, progress=False)
+    chat = run(FakeEngine(reply), TranslationConfig(prompt="chat", **cfg))
+    few = run(FakeEngine(reply), TranslationConfig(prompt="few-shot", **cfg))
+    assert [e["src"] for e in chat["examples"]] == [e["src"] for e in few["examples"]] == [s for s, _ in rows[2:]]
+    assert chat["source_copy_rate"] == 1.0 and chat["max_new_tokens_rate"] == 0.0
+    assert few["max_new_tokens_rate"] == 1.0 and few["source_copy_rate"] == 0.0
+    assert any("left out of the test set" in n for n in chat["notes"])

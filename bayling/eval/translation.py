@@ -329,7 +329,8 @@ def test_and_shots(corpus: str, src_lang: str | None, tgt_lang: str | None, spli
         shot_pairs = first_per_direction(every, shots) if shots else []
         test = first_per_direction(every, limit, skip=shots)
         if shots:
-            notes.append(f"the first {shots} pairs of each direction were used as shots and left out of the test set")
+            notes.append(f"the first {shots} pairs of each direction are the shots and left out of the test set "
+                         "(for every prompt, so systems are scored on the same sentences)")
     if not test:
         raise EvalError(f"{corpus}: no sentence pairs for src={src_lang} tgt={tgt_lang}")
     return test, shot_pairs, notes
@@ -427,7 +428,9 @@ def pick(config: TranslationConfig) -> tuple[list, list, list[str]]:
         return list(config.pairs), list(config.shot_pairs), []
     if not config.corpus:
         raise EvalError("translation: give a corpus (or ready pairs) to translate")
-    n_shots = config.shots if config.prompt == "few-shot" else 0
+    # The shot pairs leave the test set for every prompt, so a chat model and a few-shot base are
+    # scored on the same sentences (a paired test needs that).
+    n_shots = config.shots
     shots_split = config.shots_split
     if shots_split == "auto":
         from bayling.corpus.detect import corpus_kind
