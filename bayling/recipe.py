@@ -90,7 +90,8 @@ class Recipe:
         sources = [DataSource(**s) if isinstance(s, dict) else DataSource(str(s)) for s in data.pop("sources", ["sample"])]
         misplaced = [k for k in PER_SOURCE if k in data]
         if misplaced:
-            raise ConfigError(f"recipe data: {', '.join(misplaced)} belong to each entry of data.sources")
+            raise ConfigError(f"recipe data: {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} set per source, "
+                              "under data.sources")
         ev = dict(doc.pop("eval", {}) or {})
         select = dict(doc.pop("select", {}) or {})
         known = {"name", "out", "model", "train"}
