@@ -274,6 +274,8 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
         results[system] = evaluate_system(engine, prompt, pairs, shots, r.eval, seed=r.data.seed)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)
         results[system]["backend"] = kw.get("backend", "transformers")  # what produced these answers
+        if getattr(engine, "batching", None):
+            results[system]["batching"] = engine.batching
         del engine
         atomic_write_json(saved, {"fingerprint": key, "result": results[system]})
     return results

@@ -79,6 +79,30 @@ def test_a_stop_string_ends_generation_itself(engine):
     assert "stopping_criteria" not in engine._generate_kwargs(GenerationConfig(stop=(eos,)))
 
 
+def test_continuous_batching_gives_generate_outputs_token_for_token(tiny_model_dir):
+    """A row that finishes leaves the batch and the next prompt takes its place: 7 prompts of
+    different lengths through 3 rows must come out as `generate` on padded batches would make
+    them, with no stop, a one-character stop ended by its tokens, and the chat's stop tokens."""
+    static = TransformersEngine.load(str(tiny_model_dir), chat_format="chatml", batch_size=3, batching="static")
+    continuous = TransformersEngine(static.model, static.tokenizer, "chatml", batch_size=3)
+    assert continuous.batching == "continuous"
+    prompts = ["The quick brown fox " * k + "jumps" for k in range(1, 8)]
+    free = GenerationConfig(max_new_tokens=24)
+    expected = static.complete(prompts, free)
+    assert continuous.complete(prompts, free) == expected
+    char = next(c for c in "".join(expected) if c.isalpha())
+    stop = GenerationConfig(max_new_tokens=24, stop=(char,))
+    cut = continuous.complete(prompts, stop)
+    assert cut == static.complete(prompts, stop) == [cut_at_stop(e, [char]) for e in expected]
+    assert any(c != e for c, e in zip(cut, expected))  # the stop did end some rows early
+    chats = [[{"role": "user", "content": p}] for p in prompts[:4]]
+    assert continuous.chat(chats, free) == static.chat(chats, free)
+    # Text matching is needed for longer stops: those (and sampling) take the static path.
+    assert continuous._stop_ids_for(GenerationConfig(stop=("ab",))) is None
+    with pytest.raises(ValueError, match="batching must be one of"):
+        TransformersEngine(static.model, static.tokenizer, "chatml", batching="dynamic")
+
+
 class CancelAfter(threading.Event):
     """A cancel event that reads as set from its n-th look on: cancelled after exactly n tokens."""
 

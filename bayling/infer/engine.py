@@ -223,14 +223,28 @@ class Engine:
             yield text
 
 
+BATCHING = ("continuous", "static")
+
+
 class TransformersEngine(Engine):
-    """transformers `generate`, batched with left padding; streams through TextIteratorStreamer."""
+    """transformers generation; streams through TextIteratorStreamer.
+
+    `batching="continuous"` (the default) runs greedy batches through transformers' continuous
+    batching (`generate_batch`, paged KV cache): a row that finishes leaves the batch and the next
+    prompt takes its place, so one runaway output no longer keeps `batch_size - 1` finished rows
+    computing. Its outputs are token for token those of `generate` (tested). Sampling, and stop
+    strings of more than one character, take the static path: `generate` on left-padded batches.
+    """
 
     def __init__(self, model, tokenizer, chat_format: str | ChatFormat = "auto", batch_size: int = 8,
-                 stop_token_ids: Sequence[int] = (), name: str | None = None):
+                 stop_token_ids: Sequence[int] = (), name: str | None = None, batching: str = "continuous"):
+        if batching not in BATCHING:
+            raise ValueError(f"batching must be one of {', '.join(BATCHING)}, got {batching!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.batching = batching
+        self._containing: dict[str, frozenset[int]] = {}
         self.chat_format = get_format(chat_format, tokenizer)
         self.name = name or getattr(model.config, "_name_or_path", None) or "model"
         self.max_context = getattr(model.config, "max_position_embeddings", None)
@@ -288,6 +302,10 @@ class TransformersEngine(Engine):
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         import torch
 
+        if self.batching == "continuous" and config.temperature == 0 and prompts:
+            stop_ids = self._stop_ids_for(config)
+            if stop_ids is not None:
+                return self._complete_continuous(prompts, config, stop_ids)
         outputs: list[str] = []
         tok = self.tokenizer
         for start in range(0, len(prompts), self.batch_size):
@@ -302,6 +320,51 @@ class TransformersEngine(Engine):
             for row in new:
                 outputs.append(cut_at_stop(tok.decode(row, skip_special_tokens=False), self._text_stops(config)))
         return outputs
+
+    def _stop_ids_for(self, config: GenerationConfig) -> list[int] | None:
+        """Token ids that end a row exactly where the stop strings would: the stop tokens, plus for
+        a one-character stop ("\n") every vocabulary entry containing it (each occurrence of the
+        character lies inside one token). None when a longer stop string needs text matching."""
+        ids = set(self._stop_ids)
+        for s in config.stop:
+            if not s or self.tokenizer.convert_tokens_to_ids(s) in self._stop_ids:
+                continue
+            if len(s) != 1:
+                return None
+            if s not in self._containing:
+                with self._tok_lock:
+                    pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+                self._containing[s] = frozenset(i for i, piece in enumerate(pieces) if s in piece)
+            ids |= self._containing[s]
+        return sorted(ids)
+
+    def _complete_continuous(self, prompts: Sequence[str], config: GenerationConfig, stop_ids: list[int]) -> list[str]:
+        import torch
+        from transformers import GenerationConfig as HFGenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        tok = self.tokenizer
+        with self._tok_lock:
+            inputs = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        page = 64
+        longest = max(len(x) for x in inputs) + config.max_new_tokens
+        rows = min(self.batch_size, len(inputs))
+        # A paged cache just big enough for `rows` of the longest request (the default sizes it
+        # from free accelerator memory, which on a CPU means gigabytes to allocate).
+        cache = ContinuousBatchingConfig(page_size=page, num_blocks=rows * (-(-longest // page) + 1),
+                                         max_batch_tokens=max(2048, longest), max_requests_per_batch=rows)
+        gen = HFGenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False, eos_token_id=stop_ids,
+                                 pad_token_id=tok.pad_token_id)
+        with torch.inference_mode():
+            done = self.model.generate_batch(inputs=inputs, generation_config=gen, continuous_batching_config=cache,
+                                             warmup=False, progress_bar=False)
+        by_prompt = [done[rid] for rid in sorted(done, key=lambda r: int(r.rsplit("_", 1)[1]))]
+        failed = [o.error for o in by_prompt if o.error]
+        if failed:
+            raise RuntimeError(f"continuous batching failed: {failed[0]}")
+        with self._tok_lock:
+            texts = tok.batch_decode([o.generated_tokens for o in by_prompt], skip_special_tokens=False)
+        return [cut_at_stop(t, self._text_stops(config)) for t in texts]
 
     def _stream_prompt(self, prompt: str, config: GenerationConfig, stream: Stream) -> Iterator[str]:
         import torch

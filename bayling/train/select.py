@@ -91,7 +91,8 @@ def score_model(model, tokenizer, fmt, pairs, bf16: bool, max_new_tokens: int, b
     was_training, use_cache = model.training, model.config.use_cache
     model.eval()
     model.config.use_cache = True
-    engine = TransformersEngine(model, tokenizer, fmt, batch_size=batch_size, name="select")
+    # Static batches: autocast is thread-local, and continuous batching decodes in a thread of its own.
+    engine = TransformersEngine(model, tokenizer, fmt, batch_size=batch_size, name="select", batching="static")
     autocast = torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     try:
         with torch.no_grad(), autocast:
