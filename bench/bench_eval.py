@@ -13,9 +13,9 @@ Takes under a minute without --real.
 
 3. --generation [--json]: the same FLORES-200 devtest sentences (en->de and en->zh, --sentences in
    all) translated with the same weights (the shipped bayling-mini adapter, merged) through the
-   old transformers path (fp32, `generate` on padded batches of 8) and the current default (bf16
-   where the CPU has it, continuous batching with --fast-batch rows), in one run: sentences/s,
-   chrF of each, and the ratios. Both cores.
+   old transformers path (fp32, `generate` on padded batches of 8) and the current default
+   (continuous batching with --fast-batch rows; weights --fast-dtype, auto = fp32 on a CPU), in one
+   run: sentences/s, chrF of each, and the ratios. Both cores.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def bench_options(engine, questions, label: str, batch_size: int, scale_to: int 
     print(line)
 
 
-def bench_generation(n: int, model: str, fast_batch: int) -> dict:
+def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "auto") -> dict:
     """Old path (fp32, batch 8) vs the default (dtype auto, batch `fast_batch`) on the same sentences."""
     import itertools
     import json as _json
@@ -137,7 +137,7 @@ def bench_generation(n: int, model: str, fast_batch: int) -> dict:
     for tgt in ("deu_Latn", "zho_Hans"):
         pairs += list(itertools.islice(read_flores(shared / "flores200", "devtest", pairs=[("eng_Latn", tgt)]), n // 2))
     runs = {}
-    for label, dtype, batch, batching in (("baseline", "float32", 8, "static"), ("fast", "auto", fast_batch, "continuous")):
+    for label, dtype, batch, batching in (("baseline", "float32", 8, "static"), ("fast", fast_dtype, fast_batch, "continuous")):
         m, tok = load_model(model, dtype=dtype)
         engine = TransformersEngine(m, tok, "gemma", batch_size=batch, name=label, batching=batching)
         translate(engine, pairs[:batch], prompt="chat", max_new_tokens=8, chunk=batch, progress=False)  # warm-up
@@ -162,7 +162,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="with --generation: print one JSON object last")
     ap.add_argument("--sentences", type=int, default=100)
     ap.add_argument("--model", default="bayling-mini")
-    ap.add_argument("--fast-batch", type=int, default=32)
+    ap.add_argument("--fast-batch", type=int, default=64)
+    ap.add_argument("--fast-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="weights of the fast path (auto: fp32 on CPUs, bf16 on GPUs)")
     ap.add_argument("--segments", type=int, default=2000)
     ap.add_argument("--questions", type=int, default=1000)
     ap.add_argument("--real", action="store_true", help="also time the embedded gemma3-270m")
@@ -172,7 +174,7 @@ def main() -> None:
     if args.generation:
         import json
 
-        result = bench_generation(args.sentences, args.model, args.fast_batch)
+        result = bench_generation(args.sentences, args.model, args.fast_batch, args.fast_dtype)
         print(json.dumps(result) if args.json else result)
         return
     _one_core()
