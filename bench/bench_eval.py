@@ -142,7 +142,7 @@ def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "aut
         engine = TransformersEngine(m, tok, "gemma", batch_size=batch, name=label, batching=batching)
         translate(engine, pairs[:batch], prompt="chat", max_new_tokens=8, chunk=batch, progress=False)  # warm-up
         t = time.perf_counter()
-        hyps = translate(engine, pairs, prompt="chat", max_new_tokens=128, chunk=batch, progress=False)
+        hyps = translate(engine, pairs, prompt="chat", max_new_tokens=128, progress=False)
         secs = time.perf_counter() - t
         runs[label] = {"seconds": secs, "chrf": score_directions(pairs, hyps)["chrf"], "dtype": str(m.dtype)}
         print(f"  {label:9} {runs[label]['dtype']:15} {batching:10} batch {batch:2}: {len(pairs) / secs:.2f} sentences/s, "

@@ -121,7 +121,7 @@ def generate_drafts(requests: Sequence[DraftRequest], engine, cache: DraftCache,
                 chunk = lines[start: start + step]
                 pairs = [Pair(r.source, "", r.src_lang, r.tgt_lang, "draft") for r in chunk]
                 hyps = translate(engine, pairs, prompt=prompt, shots=shots, n_shots=n_shots,
-                                 max_new_tokens=max_new_tokens, chunk=batch_size, progress=False)
+                                 max_new_tokens=max_new_tokens, progress=False)
                 cache.add(zip(chunk, (h.strip() for h in hyps)))
                 made += len(chunk)
                 advance(len(chunk))

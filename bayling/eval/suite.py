@@ -40,8 +40,7 @@ def _translation(cfg: SuiteConfig):
     if root is None:
         raise ConfigError(f"eval corpus {cfg.corpus!r} is not available here")
     return TranslationConfig(corpus=root, directions=cfg.directions, split=cfg.split, limit=cfg.limit,
-                             shots=cfg.n_shots, shots_split=cfg.shots_split, max_new_tokens=cfg.max_new_tokens,
-                             batch_size=cfg.batch_size)
+                             shots=cfg.n_shots, shots_split=cfg.shots_split, max_new_tokens=cfg.max_new_tokens)
 
 
 def pick_sentences(cfg: SuiteConfig) -> tuple[list, list]:

@@ -346,12 +346,13 @@ def translate(
     shots: Sequence[Any] = (),
     n_shots: int = 3,
     max_new_tokens: int = 128,
-    chunk: int = 32,
+    chunk: int | None = None,
     progress: bool = True,
 ) -> list[str]:
     """Translate each `Pair`'s source with `engine`: a k-shot prompt for base models ("few-shot",
     shots taken per direction from `shots`) or the instruction through the chat format ("chat").
-    The requests are bayling.infer.translate's (the one translation driver), in batches of `chunk`."""
+    The requests are bayling.infer.translate's (the one translation driver), handed to the engine
+    `chunk` at a time (default: the engine's `requests_per_call`)."""
     from bayling.infer.engine import GenerationConfig
     from bayling.infer.translate import PROMPT_MODES, Item, bos_of, translate_batch, translation_request
 
@@ -367,6 +368,7 @@ def translate(
     size = [len(str(translation_request(it, prompt, pool.get((it.src_lang, it.tgt_lang), ()), bos))) for it in items]
     order = sorted(range(len(items)), key=lambda i: -size[i])
     config = GenerationConfig(max_new_tokens=max_new_tokens)
+    chunk = chunk or engine.requests_per_call
     outputs: list[str] = [""] * len(items)
     with progress_bar(progress, len(items), "translating") as advance:
         for start in range(0, len(order), chunk):
@@ -410,7 +412,6 @@ class TranslationConfig:
     shots: int = 3
     shots_split: str | None = "auto"  # auto: FLORES devtest takes its shots from dev
     max_new_tokens: int = 128
-    batch_size: int = 32
     tokenize: str | None = None
     spbleu: bool = False
     metrics: Sequence[str] = DEFAULT_METRICS
@@ -452,7 +453,7 @@ def run(engine: Any, config: TranslationConfig) -> dict[str, Any]:
 
     test, shot_pairs, notes = pick(config)
     hyps = translate(engine, test, prompt=config.prompt, shots=shot_pairs, n_shots=config.shots,
-                     max_new_tokens=config.max_new_tokens, chunk=config.batch_size, progress=config.progress)
+                     max_new_tokens=config.max_new_tokens, progress=config.progress)
     result = score_directions(test, hyps, tokenize=config.tokenize, spbleu=config.spbleu, metrics=config.metrics,
                               bootstrap=config.bootstrap, lowercase=config.lowercase, comet=config.comet)
     result.update(failure_rates(engine, test, hyps, config.max_new_tokens), prompt=config.prompt,

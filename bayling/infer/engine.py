@@ -162,6 +162,11 @@ class Engine:
         outs = self.complete(prompts, self.chat_config(config))
         return [Rewriter(self.replacements).apply(out.strip()) for out in outs]
 
+    @property
+    def requests_per_call(self) -> int:
+        """How many requests to hand `complete` at once to keep the backend busy: its batch."""
+        return int(getattr(self, "batch_size", 32))
+
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is not None:
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -224,6 +229,8 @@ class Engine:
 
 
 BATCHING = ("continuous", "static")
+# Continuous batching refills a finished row from the requests still waiting: hand it this many batches at once.
+REFILL = 8
 
 
 class TransformersEngine(Engine):
@@ -266,6 +273,10 @@ class TransformersEngine(Engine):
         engine = cls(m, tok, spec.chat_format, **kw)
         engine.replacements = spec.replacements
         return engine
+
+    @property
+    def requests_per_call(self) -> int:
+        return self.batch_size * (REFILL if self.batching == "continuous" else 1)
 
     def _single_token_stops(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id, *self._extra_stop_ids}
@@ -343,6 +354,9 @@ class TransformersEngine(Engine):
         from transformers import GenerationConfig as HFGenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
+        from bayling.infer.paged_attention import install
+
+        install()  # attention over each request's own cache block, not the whole batch's
         tok = self.tokenizer
         with self._tok_lock:
             inputs = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
