@@ -276,6 +276,8 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
         results[system]["backend"] = kw.get("backend", "transformers")  # what produced these answers
         if getattr(engine, "batching", None):
             results[system]["batching"] = engine.batching
+        if getattr(engine, "model", None) is not None and hasattr(engine.model, "dtype"):
+            results[system]["dtype"] = str(engine.model.dtype).removeprefix("torch.")
         del engine
         atomic_write_json(saved, {"fingerprint": key, "result": results[system]})
     return results
@@ -293,7 +295,10 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
         ident = [r.model if system == "base" else system, r.train.chat_format or ""]
     # The other systems in the list change nothing about this one's answers.
     settings = {k: v for k, v in asdict(r.eval).items() if k != "systems"}
-    doc = {"system": system, "weights": ident, "eval": settings, "seed": r.data.seed}
+    from bayling.hardware import fast_bf16
+
+    # Weights load in bf16 where that is fast (bayling.models.load_model): a result from the other dtype is not reused.
+    doc = {"system": system, "weights": ident, "eval": settings, "seed": r.data.seed, "bf16": fast_bf16()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
