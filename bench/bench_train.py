@@ -57,7 +57,7 @@ def run_one(args) -> None:
     from bayling.train import TrainConfig, train
 
     s = train(TrainConfig(data=args.data, out=args.out, model=args.model, chat_format=args.chat_format,
-                          max_steps=args.steps, method=args.method, bf16=args.bf16,
+                          max_steps=args.steps, method=args.method, bf16=args.bf16, lora_dropout=args.lora_dropout,
                           batch_size=args.batch_size, max_len=args.max_len, packing=args.packing == "1",
                           save_steps=10_000, logging_steps=1 if args.losses else 1000))
     hist = [h for h in s["log_history"] if "train_runtime" in h][-1]
@@ -126,7 +126,7 @@ def precision_bench(args) -> None:
 
     args.steps = 20 if args.steps == 6 else args.steps
     tmp, model, data = _setup(args)
-    runs = {"fp32 LoRA (old path)": _child(args, data, tmp / "fp32", model, bf16="false"),
+    runs = {"fp32 LoRA (old path)": _child(args, data, tmp / "fp32", model, bf16="false", lora_dropout=0.05),
             "default LoRA": _child(args, data, tmp / "auto", model, bf16="auto"),
             "default full (embedding frozen)": _child(args, data, tmp / "full", model, bf16="auto", method="full")}
     rows = {}
@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--packing")
     ap.add_argument("--chat-format")
     ap.add_argument("--method", default="lora")
+    ap.add_argument("--lora-dropout", type=float, default=0.0)
     ap.add_argument("--bf16", default="false")
     ap.add_argument("--losses", action="store_true")
     ap.add_argument("--json", action="store_true", help="fp32 LoRA vs the default precision, and full FT")
