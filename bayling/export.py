@@ -24,9 +24,11 @@ from pathlib import Path
 from bayling.io import atomic_path
 from bayling.errors import BaylingError
 
-__all__ = ["QUANTS", "ExportError", "export_gguf", "base_gguf_of"]
+__all__ = ["CHAT_FORMAT_KEY", "QUANTS", "ExportError", "export_gguf", "base_gguf_of"]
 
 QUANTS = ("q8_0", "f16", "f32")
+# GGUF metadata key naming the bayling chat format the run was trained with (llama.cpp ignores it).
+CHAT_FORMAT_KEY = "bayling.chat_format"
 
 
 class ExportError(BaylingError, ValueError):
@@ -120,8 +122,10 @@ def _write_patched(gguf, reader, tmp: Path, arch: str, run: Path, name: str, tok
         writer.add_key_value(field.name, field.contents(), kind,
                              sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
     writer.add_name(f"{run.name} (bayling, from {name})")
-    template, end_of_turn = _plain_template(run, tokenizer)
+    template, end_of_turn, fmt_name = _plain_template(run, tokenizer)
     writer.add_chat_template(template)
+    if fmt_name is not None:
+        writer.add_string(CHAT_FORMAT_KEY, fmt_name)  # bayling reads the trained format back exactly
     if end_of_turn is not None and gguf.Keys.Tokenizer.EOT_ID not in reader.fields:
         writer.add_eot_token_id(end_of_turn)  # llama.cpp stops a chat turn here
     payloads = []
@@ -146,18 +150,19 @@ def _write_patched(gguf, reader, tmp: Path, arch: str, run: Path, name: str, tok
     writer.close()
 
 
-def _plain_template(run: Path, tokenizer) -> tuple[str, int | None]:
+def _plain_template(run: Path, tokenizer) -> tuple[str, int | None, str | None]:
     """The run's chat format as a plain Jinja template (llama.cpp and Ollama know no {% generation %}),
-    and the token that ends an assistant turn when it is a single token."""
+    the token that ends an assistant turn when it is a single token, and the format's name when it
+    is one of bayling's."""
     import re
 
-    from bayling.chat_formats import get_format
+    from bayling.chat_formats import FORMATS, get_format
     from bayling.models import default_chat_format
 
     fmt = get_format(default_chat_format(str(run)), tokenizer)
     template = re.sub(r"{%-?\s*(end)?generation\s*-?%}", "", fmt.full_template())
     ids = tokenizer(fmt.stop[0], add_special_tokens=False)["input_ids"] if fmt.stop else []
-    return template, ids[0] if len(ids) == 1 else None
+    return template, ids[0] if len(ids) == 1 else None, fmt.name if fmt.name in FORMATS else None
 
 
 def _layout_offset(gguf, tensor, hf: "np.ndarray") -> float | None:

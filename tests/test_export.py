@@ -76,3 +76,10 @@ def test_trained_run_answers_through_llamacpp(tmp_path):
                                                       "The train station is closed on Sundays."}]],
                         GenerationConfig(max_new_tokens=32))[0]
     assert "Sonntag" in reply and "<end_of_turn>" not in reply
+    # The file `bayling export gguf` writes, given alone, chats in the format it was trained with.
+    out = export_gguf(Path(__file__).resolve().parents[1] / "bayling" / "assets" / "bayling-mini", tmp_path / "mini.gguf")
+    alone = LlamaCppEngine.load(str(out), n_ctx=512)
+    assert alone.chat_format.name == "gemma"
+    assert alone.chat([[{"role": "user", "content": "Translate the following English text into German.\n\n"
+                                                    "The train station is closed on Sundays."}]],
+                      GenerationConfig(max_new_tokens=32))[0] == reply

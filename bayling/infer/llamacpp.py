@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from bayling.chat_formats import get_format
+from bayling.chat_formats import FORMATS, ChatFormat, get_format
 from bayling.infer.engine import Engine, GenerationConfig, StopScanner, Stream
 from bayling.errors import BaylingError, ConfigError
 from bayling.models import EMBEDDED, ModelSpec, resolve_model
@@ -60,10 +60,25 @@ def exported_gguf(run: Path) -> Path:
     return out if out.is_file() else export_gguf(run, out)
 
 
+def _gguf_format(llama) -> str | ChatFormat:
+    """The chat format of a GGUF given without one: the bayling format `bayling export gguf` recorded,
+    else the file's own chat template, else chatml."""
+    from bayling.export import CHAT_FORMAT_KEY
+
+    meta = llama.metadata
+    if meta.get(CHAT_FORMAT_KEY) in FORMATS:
+        return meta[CHAT_FORMAT_KEY]
+    template = meta.get("tokenizer.chat_template")
+    if not template:
+        return "chatml"
+    eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "replace")
+    return ChatFormat("auto", template, stop=(eos,) if eos else ())
+
+
 class LlamaCppEngine(Engine):
     """A llama.cpp `Llama` behind the Engine interface (one sequence at a time)."""
 
-    def __init__(self, llama, chat_format: str = "chatml", name: str = "model"):
+    def __init__(self, llama, chat_format: str | ChatFormat = "chatml", name: str = "model"):
         self.llama = llama
         self.chat_format = get_format(chat_format)
         self.name = name
@@ -80,7 +95,7 @@ class LlamaCppEngine(Engine):
         spec = resolve_model(model, chat_format=chat_format)
         llama = Llama(model_path=str(gguf_path(spec)), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                       verbose=False, **kw)
-        engine = cls(llama, "chatml" if spec.chat_format == "auto" else spec.chat_format, name=spec.name)
+        engine = cls(llama, _gguf_format(llama) if spec.chat_format == "auto" else spec.chat_format, name=spec.name)
         engine.replacements = spec.replacements
         return engine
 
