@@ -13,7 +13,7 @@ from bayling.eval.multiple_choice import (MCQuestion, LoglikScorer, evaluate_mc,
 def tiny(tiny_model_dir):
     from bayling.models import load_model
 
-    return load_model(str(tiny_model_dir))
+    return load_model(str(tiny_model_dir), dtype="float32")  # exactness checks: bf16 is the CPU default
 
 
 class _Local:

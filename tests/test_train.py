@@ -416,8 +416,8 @@ def test_merged_and_unmerged_adapter_agree(learned, tiny_model_dir):
     from bayling.models import load_model
 
     out, _ = learned
-    merged, _ = load_model(str(out))
-    unmerged, _ = load_model(str(out), merge=False)
+    merged, _ = load_model(str(out), dtype="float32")
+    unmerged, _ = load_model(str(out), merge=False, dtype="float32")
     assert type(unmerged).__name__.startswith("Peft") and not type(merged).__name__.startswith("Peft")
     assert _shift_from_base(tiny_model_dir, merged) > 0.1  # measured 0.53: the equality below means something
     torch.testing.assert_close(_logits(merged), _logits(unmerged), atol=1e-4, rtol=1e-4)
@@ -430,8 +430,8 @@ def test_merge_folds_the_adapter_into_full_weights(learned, tiny_model_dir, tmp_
     out, _ = learned
     merged = merge_adapter(out, tmp_path / "merged")
     assert not (merged / "adapter_config.json").exists()
-    peft_model, _ = load_model(str(out), merge=False)
-    full, tok = load_model(str(merged))
+    peft_model, _ = load_model(str(out), merge=False, dtype="float32")
+    full, tok = load_model(str(merged), dtype="float32")
     assert _shift_from_base(tiny_model_dir, full) > 0.1
     torch.testing.assert_close(_logits(full), _logits(peft_model), atol=1e-4, rtol=1e-4)
     assert "<|im_start|>" in tok.chat_template
@@ -486,8 +486,8 @@ def test_packed_adapter_is_small_and_equivalent(learned, tiny_model_dir, tmp_pat
     assert not (packed / "tokenizer.json").exists()
     size = (packed / "adapter_model.safetensors").stat().st_size
     assert size < (out / "adapter_model.safetensors").stat().st_size * 0.6  # bf16
-    a, _ = load_model(str(out))
-    b, tok = load_model(str(packed))  # tokenizer from the base, format from bayling.json
+    a, _ = load_model(str(out), dtype="float32")
+    b, tok = load_model(str(packed), dtype="float32")  # tokenizer from the base, format from bayling.json
     assert _shift_from_base(tiny_model_dir, b) > 0.1  # ten times the tolerance below
     torch.testing.assert_close(_logits(a), _logits(b), atol=1e-2, rtol=1e-2)
 

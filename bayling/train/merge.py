@@ -17,7 +17,7 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
     adapter_dir, out = Path(adapter_dir), Path(out)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter_dir}: not a LoRA adapter folder (no adapter_config.json)")
-    model, tokenizer = load_model(str(adapter_dir), device="cpu", merge=False)
+    model, tokenizer = load_model(str(adapter_dir), dtype="float32", device="cpu", merge=False)  # fold in full precision
     merged = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
