@@ -20,6 +20,7 @@ __all__ = [
     "FORMATS",
     "encode_chat",
     "get_format",
+    "template_format",
     "validate_messages",
 ]
 
@@ -149,14 +150,18 @@ FORMATS: dict[str, ChatFormat] = {
 }
 
 
+def template_format(template: str, eos: str | None) -> ChatFormat:
+    """A model's own Jinja chat template as a format, stopping at its end-of-sequence token."""
+    return ChatFormat("auto", template, stop=(eos,) if eos else ())
+
+
 def _hf_format(tokenizer) -> ChatFormat:
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise ChatFormatError(
             "the tokenizer has no chat template; choose one of: " + ", ".join(FORMATS)
         )
-    stop = tuple(t for t in (tokenizer.eos_token,) if t)
-    return ChatFormat("auto", template, stop=stop)
+    return template_format(template, tokenizer.eos_token)
 
 
 def get_format(name: str | ChatFormat = "auto", tokenizer=None) -> ChatFormat:

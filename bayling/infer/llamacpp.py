@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from bayling.chat_formats import FORMATS, ChatFormat, get_format
+from bayling.chat_formats import FORMATS, ChatFormat, get_format, template_format
 from bayling.infer.engine import Engine, GenerationConfig, StopScanner, Stream
 from bayling.errors import BaylingError, ConfigError
 from bayling.models import EMBEDDED, ModelSpec, resolve_model
@@ -71,8 +71,7 @@ def _gguf_format(llama) -> str | ChatFormat:
     template = meta.get("tokenizer.chat_template")
     if not template:
         return "chatml"
-    eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "replace")
-    return ChatFormat("auto", template, stop=(eos,) if eos else ())
+    return template_format(template, llama.detokenize([llama.token_eos()], special=True).decode("utf-8", "replace"))
 
 
 class LlamaCppEngine(Engine):
