@@ -244,26 +244,47 @@ def render_with_spans(
 
 
 def encode_chat(
-    tokenizer, messages: Sequence[Message], fmt: str | ChatFormat = "auto"
-) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered chat and a 0/1 mask that is 1 exactly on assistant tokens."""
+    tokenizer, messages: Sequence[Message], fmt: str | ChatFormat = "auto", term_weight: float = 1.0
+) -> tuple[list[int], list[int | float]]:
+    """Token ids of the rendered chat and a mask that is 1 exactly on assistant tokens (0 elsewhere).
+
+    With `term_weight` != 1, the tokens of an assistant message that spell one of its "terms" (the
+    words the user asked that answer to contain) carry that weight instead of 1."""
     validate_messages(messages)
     fmt = get_format(fmt, tokenizer)
     text, spans = render_with_spans(fmt, messages, tokenizer=tokenizer)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
+    assistant = [m for m in messages if m["role"] == "assistant"]
     # OpenAI's fine-tuning field: an assistant message with "weight": 0 is context, not trained.
-    weights = [m.get("weight", 1) for m in messages if m["role"] == "assistant"]
+    weights = [m.get("weight", 1) for m in assistant]
     if len(spans) != len(weights):
         raise ChatFormatError(f"format {fmt.name}: {len(spans)} assistant spans for {len(weights)} assistant messages")
-    mask = [0] * len(ids)
-    j = 0
+    marked = _term_spans(text, spans, assistant) if term_weight != 1 else []
+    mask: list[int | float] = [0] * len(ids)
+    j = k = 0
     for t, (a, b) in enumerate(enc["offset_mapping"]):
         while j < len(spans) and spans[j][1] <= a:
             j += 1
         if j < len(spans) and a >= spans[j][0] and b <= spans[j][1] and b > a:
             mask[t] = weights[j]
+            while k < len(marked) and marked[k][1] <= a:
+                k += 1
+            if weights[j] and k < len(marked) and marked[k][0] < b:  # the token overlaps a term
+                mask[t] = term_weight
     return ids, mask
+
+
+def _term_spans(text: str, spans: list[tuple[int, int]], assistant: Sequence[Message]) -> list[tuple[int, int]]:
+    """Sorted character spans of every occurrence of an assistant message's "terms" in its own turn."""
+    found = []
+    for (a, b), m in zip(spans, assistant):
+        for term in m.get("terms") or ():
+            start = text.find(term, a, b)
+            while term and start != -1:
+                found.append((start, start + len(term)))
+                start = text.find(term, start + len(term), b)
+    return sorted(found)
 
 
 def attach_format(tokenizer, fmt: str | ChatFormat) -> None:

@@ -24,6 +24,8 @@ def train_command(
     lora_r: Optional[int] = typer.Option(None, help="LoRA rank. [default: 16]"),
     packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack conversations into full rows."),
     save_steps: Optional[int] = typer.Option(None, help="Checkpoint every N steps."),
+    term_weight: Optional[float] = typer.Option(None, help="Loss weight of answer tokens that spell a word the user asked for "
+                                                "(the builder's meta.expect terms). [default: 1]"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
     seed: Optional[int] = typer.Option(None),
@@ -35,7 +37,7 @@ def train_command(
     given = {k: v for k, v in dict(
         data=data, out=out, model=model, chat_format=chat_format, method=method, max_steps=max_steps,
         epochs=epochs, max_len=max_len, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
-        packing=packing, save_steps=save_steps, seed=seed,
+        packing=packing, save_steps=save_steps, seed=seed, term_weight=term_weight,
     ).items() if v is not None}
     if resume:
         given["resume"] = True

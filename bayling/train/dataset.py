@@ -29,6 +29,7 @@ class TrainDataError(BaylingError, ValueError):
 class Example:
     input_ids: list[int]
     labels: list[int]
+    weights: list[float] | None = None  # per-token loss weights (term_weight); None: all 1
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -42,10 +43,12 @@ class Stats:
     dropped: Counter = field(default_factory=Counter)
     assistant_tokens: int = 0
     tokens: int = 0
+    term_tokens: int = 0  # trained tokens weighted term_weight
 
     def as_dict(self) -> dict:
         return {"read": self.read, "kept": self.kept, "truncated_at_turn_boundary": self.truncated,
-                "dropped": dict(self.dropped), "tokens": self.tokens, "assistant_tokens": self.assistant_tokens}
+                "dropped": dict(self.dropped), "tokens": self.tokens, "assistant_tokens": self.assistant_tokens,
+                **({"term_tokens": self.term_tokens} if self.term_tokens else {})}
 
 
 def to_messages(record: dict) -> list[dict]:
@@ -55,8 +58,10 @@ def to_messages(record: dict) -> list[dict]:
         if key in record and not (isinstance(turns, list) and all(isinstance(t, dict) for t in turns)):
             raise ChatFormatError(f"{key!r} must be a list of objects, not {type(turns).__name__}")
     if "messages" in record:
-        return [{"role": m.get("role"), "content": m.get("content"), **({"weight": m["weight"]} if "weight" in m else {})}
+        msgs = [{"role": m.get("role"), "content": m.get("content"), **({"weight": m["weight"]} if "weight" in m else {})}
                 for m in record["messages"]]
+        _attach_terms(msgs, record.get("meta"))
+        return msgs
     if "conversations" in record:  # ShareGPT
         msgs = []
         for turn in record["conversations"]:
@@ -69,6 +74,19 @@ def to_messages(record: dict) -> list[dict]:
             prompt = f"{prompt}\n\n{record['input']}"
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
     raise ChatFormatError("no 'messages', 'conversations' (ShareGPT) or 'instruction'/'output' (Alpaca) field")
+
+
+def _attach_terms(messages: list[dict], meta) -> None:
+    """The builder's records say which words each assistant turn must contain (meta.expect, one
+    entry per assistant message); the trainer can weight those tokens (TrainConfig.term_weight)."""
+    expect = meta.get("expect") if isinstance(meta, dict) else None
+    assistant = [m for m in messages if m.get("role") == "assistant"]
+    if not isinstance(expect, list) or len(expect) != len(assistant):
+        return
+    for m, e in zip(assistant, expect):
+        terms = e.get("terms") if isinstance(e, dict) else None
+        if terms and all(isinstance(t, str) for t in terms):
+            m["terms"] = list(terms)
 
 
 def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exception]]:
@@ -109,14 +127,15 @@ def _reason(err: Exception) -> str:
     return "unreadable"
 
 
-def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int) -> tuple[list[int], list[int], bool] | None:
+def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int,
+         term_weight: float = 1.0) -> tuple[list[int], list, bool] | None:
     """Encode; if too long, drop whole trailing turns until it fits (never cut an assistant turn)."""
-    ids, mask = encode_chat(tokenizer, messages, fmt)
+    ids, mask = encode_chat(tokenizer, messages, fmt, term_weight)
     if len(ids) <= max_len:
         return ids, mask, False
     ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
     for end in reversed(ends[:-1]):
-        ids, mask = encode_chat(tokenizer, messages[:end], fmt)
+        ids, mask = encode_chat(tokenizer, messages[:end], fmt, term_weight)
         if len(ids) <= max_len:
             return ids, mask, True
     return None
@@ -124,8 +143,10 @@ def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int) -> tupl
 
 def tokenize_conversations(
     records: Iterable[tuple[str, list[dict] | Exception]], tokenizer, fmt: ChatFormat, max_len: int,
-    on_error=None,
+    on_error=None, term_weight: float = 1.0,
 ) -> tuple[list[Example], Stats]:
+    """Trainable examples and what was dropped. `term_weight`: the loss weight of the tokens that
+    spell a word the user asked an answer to contain (1: every trained token counts the same)."""
     stats = Stats()
     examples = []
     for origin, messages in records:
@@ -149,15 +170,17 @@ def tokenize_conversations(
         if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
             stats.dropped["no trained assistant turn"] += 1
             continue
-        fitted = _fit(tokenizer, messages, fmt, max_len)
+        fitted = _fit(tokenizer, messages, fmt, max_len, term_weight)
         if fitted is None:
             stats.dropped["longer than max_len"] += 1
             continue
         ids, mask, truncated = fitted
         stats.truncated += truncated
         labels = [t if m else IGNORE for t, m in zip(ids, mask)]
-        examples.append(Example(ids, labels))
+        weighted = any(m not in (0, 1) for m in mask)
+        examples.append(Example(ids, labels, [float(m) for m in mask] if weighted else None))
         stats.kept += 1
         stats.tokens += len(ids)
-        stats.assistant_tokens += sum(mask)
+        stats.assistant_tokens += sum(1 for m in mask if m)
+        stats.term_tokens += sum(1 for m in mask if m not in (0, 1))
     return examples, stats

@@ -67,17 +67,21 @@ class Collator:
     def __call__(self, rows: list) -> dict:
         import torch
 
-        ids, labels, pos = [], [], []
+        ids, labels, pos, weights = [], [], [], []
         for row in rows:
             exs = row.examples if isinstance(row, PackedRow) else [row]
             ids.append([t for e in exs for t in e.input_ids])
             labels.append([t for e in exs for t in e.labels])
             pos.append([p for e in exs for p in range(len(e))])
+            weights.append([w for e in exs for w in (e.weights or [1.0] * len(e))])
         width = max(len(r) for r in ids)
         batch = {
             "input_ids": torch.tensor([r + [self.pad_id] * (width - len(r)) for r in ids]),
             "labels": torch.tensor([r + [IGNORE] * (width - len(r)) for r in labels]),
         }
+        if any(e.weights for row in rows for e in (row.examples if isinstance(row, PackedRow) else [row])):
+            # Per-token loss weights (Example.weights), read by the trainer's loss, never by the model.
+            batch["loss_weights"] = torch.tensor([r + [0.0] * (width - len(r)) for r in weights])
         if self.packed:
             # Padding continues as one more "sequence" so it never joins a real one.
             batch["position_ids"] = torch.tensor([r + list(range(width - len(r))) for r in pos])

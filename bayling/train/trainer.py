@@ -67,10 +67,17 @@ class TrainConfig:
     # the run's model is the best checkpoint by chrF. None: the last step is the model.
     select_set: str | None = None
     select_max_new_tokens: int = 96
+    # Loss weight of the answer tokens that spell a word the user asked for ("make sure it uses X":
+    # the builder's meta.expect terms); 1: every trained token counts the same.
+    term_weight: float = 1.0
     tensorboard: bool = False
     resume: bool = False
     torch_threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
+
+    def __post_init__(self) -> None:
+        if self.term_weight < 0:
+            raise ConfigError(f"term_weight must be >= 0, got {self.term_weight}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -107,7 +114,7 @@ def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stat
     errors: list[str] = []
     examples, stats = tokenize_conversations(
         read_conversations(cfg.data), tokenizer, fmt, cfg.max_len,
-        on_error=lambda origin, err: errors.append(str(err)),
+        on_error=lambda origin, err: errors.append(str(err)), term_weight=cfg.term_weight,
     )
     if not examples:
         detail = f"; first problem: {errors[0]}" if errors else ""
@@ -146,11 +153,13 @@ def _sft_trainer_class():
 
     from bayling.train.dataset import IGNORE
 
-    def chunk_loss(hidden, weight, bias, target, softcap):
+    def chunk_loss(hidden, weight, bias, target, softcap, token_weights=None):
         logits = F.linear(hidden.to(weight.dtype), weight, bias).float()  # the model is autocast, the head is not
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        return F.cross_entropy(logits, target, reduction="sum")
+        if token_weights is None:
+            return F.cross_entropy(logits, target, reduction="sum")
+        return (F.cross_entropy(logits, target, reduction="none") * token_weights).sum()
 
     class SFTTrainer(Trainer):
         """The LM head and cross-entropy run only on trained tokens, in checkpointed chunks.
@@ -159,7 +168,9 @@ def _sft_trainer_class():
         with a large vocabulary (Gemma: 262k) the head is most of the compute and nearly all of the
         activation memory: full logits for 4x512 tokens are 2 GB in fp32. Here the head sees only
         labelled positions, `chunk` at a time, recomputed in backward instead of stored. The loss
-        is the same token-mean cross-entropy (a test checks it against transformers' own).
+        is the same token-mean cross-entropy (a test checks it against transformers' own). With
+        per-token `loss_weights` (TrainConfig.term_weight) each token's cross-entropy is scaled by
+        its weight and the sum still divided by the number of trained tokens.
         """
 
         loss_is_scaled_for_ga = True
@@ -169,19 +180,23 @@ def _sft_trainer_class():
             from torch.utils.checkpoint import checkpoint
 
             labels = inputs.pop("labels")
+            token_weights = inputs.pop("loss_weights", None)
             outputs = model(**inputs, logits_to_keep=torch.empty(0, dtype=torch.long, device=labels.device),
                             output_hidden_states=True)
             hidden = outputs.hidden_states[-1][:, :-1]  # final-norm output; position t predicts t+1
             target = labels[:, 1:]
             trained = target != IGNORE
             hidden, target = hidden[trained], target[trained]
+            if token_weights is not None:
+                token_weights = token_weights[:, 1:][trained].float()
             core = self.accelerator.unwrap_model(model)
             head = core.get_output_embeddings()
             softcap = getattr(core.config, "final_logit_softcapping", None)
             loss = hidden.new_zeros((), dtype=torch.float32)
             for i in range(0, len(target), self.chunk):
+                w = None if token_weights is None else token_weights[i : i + self.chunk]
                 loss = loss + checkpoint(chunk_loss, hidden[i : i + self.chunk], head.weight, head.bias,
-                                         target[i : i + self.chunk], softcap, use_reentrant=False)
+                                         target[i : i + self.chunk], softcap, w, use_reentrant=False)
             if num_items_in_batch is None:
                 num_items_in_batch = len(target)
             loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
@@ -190,6 +205,20 @@ def _sft_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return SFTTrainer
+
+
+def _checkpoint_identity(out: Path, identity: dict):
+    """Every checkpoint carries bayling.json (chat format, base model), so any saved step loads and
+    evaluates like the final model (`bayling eval --model OUT/checkpoints/checkpoint-N`)."""
+    from transformers import TrainerCallback
+
+    class Identity(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                (folder / "bayling.json").write_text(json.dumps(identity, indent=2))
+
+    return Identity()
 
 
 def _rank_loss_recorder(out: Path):
@@ -335,7 +364,8 @@ def train(cfg: TrainConfig) -> dict:
         **cfg.extra,
     )
     avg_row = sum(len(r) for r in rows) / len(rows)
-    callbacks = [_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size), _rank_loss_recorder(out)]
+    callbacks = [_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size), _rank_loss_recorder(out),
+                 _checkpoint_identity(out, {"chat_format": fmt.name, "base_model": cfg.model, "method": cfg.method})]
     if cfg.select_set:
         from bayling.train.select import selection_callback
 
