@@ -74,6 +74,59 @@ def test_weight_zero_turns_are_context_not_trained(tiny_tokenizer, tmp_path):
     assert stats.dropped == {"weight": 1}
 
 
+def _term_record():
+    msgs = [{"role": "user", "content": "Translate into German: the dog sleeps near the house."},
+            {"role": "assistant", "content": "Der Hund schläft beim Haus.", "weight": 0},
+            {"role": "user", "content": "Please make sure it uses 'neben'."},
+            {"role": "assistant", "content": "Der Hund schläft neben dem Haus."}]
+    return {"messages": msgs, "meta": {"expect": [{"lang": None, "terms": ["Haus"]},
+                                                  {"lang": "deu_Latn", "terms": ["neben"]}]}}
+
+
+def test_term_weight_marks_the_requested_word_in_its_own_answer(tiny_tokenizer, tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(_term_record()) + "\n")
+    msgs = to_messages(_term_record())
+    assert msgs[3]["terms"] == ["neben"] and msgs[1]["terms"] == ["Haus"]
+    plain, _ = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("gemma"), 512)
+    assert plain[0].weights is None  # term_weight 1: every trained token weighs the same
+    weighted, stats = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("gemma"), 512,
+                                             term_weight=4.0)
+    ex = weighted[0]
+    assert ex.labels == plain[0].labels  # the same tokens are trained; only their weights differ
+    heavy = [t for t, w in zip(ex.input_ids, ex.weights) if w == 4.0]
+    assert "neben" in tiny_tokenizer.decode(heavy) and "Haus" not in tiny_tokenizer.decode(heavy)  # weight-0 turn stays 0
+    assert "Hund" not in tiny_tokenizer.decode(heavy)
+    assert {w for w, lab in zip(ex.weights, ex.labels) if lab == IGNORE} == {0.0}
+    assert stats.term_tokens == len(heavy) > 0
+
+
+def test_term_weight_scales_those_tokens_in_the_loss(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Weighted loss = sum(weight x token cross-entropy) / trained tokens; weights of 1 change nothing."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from bayling.train.trainer import _sft_trainer_class
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(_term_record()) + "\n")
+    (ex,), _ = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 512,
+                                      term_weight=3.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = _sft_trainer_class()(model=model, args=TrainingArguments(str(tmp_path / "o"), use_cpu=True,
+                                                                       report_to=[]))
+    batch = Collator(tiny_tokenizer.pad_token_id, packed=True)([pack([ex], 512)[0]])
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        logits = model(input_ids=batch["input_ids"]).logits[0, :-1].float()
+        target, w = batch["labels"][0, 1:], batch["loss_weights"][0, 1:]
+        keep = target != IGNORE
+        ce = torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="none")
+        torch.testing.assert_close(ours, (ce * w[keep]).sum() / keep.sum(), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(ours, ce.mean())  # the term tokens did weigh more
+        unweighted = {k: v for k, v in batch.items() if k != "loss_weights"}
+        torch.testing.assert_close(trainer.compute_loss(model, unweighted), ce.mean(), atol=1e-5, rtol=1e-5)
+
+
 def test_sharegpt_and_alpaca_layouts():
     assert to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}) == [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
@@ -182,6 +235,8 @@ def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path)
               "README.md", "train_summary.json"):
         assert (out / f).is_file(), f
     assert json.loads((out / "bayling.json").read_text())["chat_format"] == "chatml"
+    for ckpt in (out / "checkpoints").glob("checkpoint-*"):  # every saved step loads like the final model
+        assert json.loads((ckpt / "bayling.json").read_text())["chat_format"] == "chatml"
 
     from bayling.models import load_model
 
