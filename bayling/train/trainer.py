@@ -207,16 +207,23 @@ def _sft_trainer_class():
     return SFTTrainer
 
 
-def _checkpoint_identity(out: Path, identity: dict):
-    """Every checkpoint carries bayling.json (chat format, base model), so any saved step loads and
-    evaluates like the final model (`bayling eval --model OUT/checkpoints/checkpoint-N`)."""
+def _write_identity(folder: Path, fmt, base_model: str, method: str) -> None:
+    """bayling.json: what a trained folder needs to load (chat format, base model, method)."""
+    from bayling.io import atomic_write_json
+
+    atomic_write_json(folder / "bayling.json", {"chat_format": fmt.name, "base_model": base_model, "method": method})
+
+
+def _checkpoint_identity(fmt, base_model: str, method: str):
+    """Every checkpoint carries bayling.json too, so any saved step loads and evaluates like the
+    final model (`bayling eval --model OUT/checkpoints/checkpoint-N`)."""
     from transformers import TrainerCallback
 
     class Identity(TrainerCallback):
         def on_save(self, args, state, control, **kw):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and folder.is_dir():
-                (folder / "bayling.json").write_text(json.dumps(identity, indent=2))
+                _write_identity(folder, fmt, base_model, method)
 
     return Identity()
 
@@ -365,7 +372,7 @@ def train(cfg: TrainConfig) -> dict:
     )
     avg_row = sum(len(r) for r in rows) / len(rows)
     callbacks = [_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size), _rank_loss_recorder(out),
-                 _checkpoint_identity(out, {"chat_format": fmt.name, "base_model": cfg.model, "method": cfg.method})]
+                 _checkpoint_identity(fmt, cfg.model, cfg.method)]
     if cfg.select_set:
         from bayling.train.select import selection_callback
 
@@ -452,8 +459,7 @@ def _save_outputs(trainer, tokenizer, fmt, out: Path, summary: dict) -> None:
         cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
     attach_format(tokenizer, fmt)
     tokenizer.save_pretrained(out)
-    (out / "bayling.json").write_text(json.dumps(
-        {"chat_format": fmt.name, "base_model": summary["base_model"], "method": summary["method"]}, indent=2))
+    _write_identity(out, fmt, summary["base_model"], summary["method"])
     from bayling.io import atomic_write_json
 
     atomic_write_json(out / "train_summary.json", summary)
