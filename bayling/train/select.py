@@ -11,13 +11,13 @@ The dev slice is JSONL, one pair a line: {"src", "tgt", "src_lang", "tgt_lang"} 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 __all__ = ["read_curve", "best_point", "selection_callback", "write_select_set"]
 
 CURVE = "select_curve.jsonl"
+BATCH = 32  # rows of continuous batching while scoring (the recipes' eval batch)
 
 
 def write_select_set(path: str | Path, pairs) -> int:
@@ -47,7 +47,7 @@ def best_point(curve: list[dict]) -> dict | None:
 
 
 def selection_callback(select_set: str | Path, out: str | Path, tokenizer, fmt, bf16: bool, max_new_tokens: int = 96,
-                       batch_size: int = 8):
+                       batch_size: int = BATCH):
     """A TrainerCallback that scores every saved checkpoint on `select_set` (greedy, chat prompt)."""
     from transformers import TrainerCallback
 
@@ -81,28 +81,39 @@ def selection_callback(select_set: str | Path, out: str | Path, tokenizer, fmt, 
     return SelectOnDev()
 
 
-def score_model(model, tokenizer, fmt, pairs, bf16: bool, max_new_tokens: int, batch_size: int) -> dict:
-    """chrF and off-target rate of the model as it is now, translating `pairs` zero-shot in chat."""
+def score_model(model, tokenizer, fmt, pairs, bf16: bool, max_new_tokens: int, batch_size: int = BATCH) -> dict:
+    """chrF and off-target rate of the model as it is now, translating `pairs` zero-shot in chat.
+
+    Decoded the way the eval decodes a saved run (`bayling.models.load_model` with merge): on a copy
+    with any LoRA adapter merged, cast to bf16 when `bf16`, with continuous batching. The trained
+    model itself is left as it was."""
     import torch
 
     from bayling.eval.translation import score_directions, translate
     from bayling.infer.engine import TransformersEngine
 
-    was_training, use_cache = model.training, model.config.use_cache
-    model.eval()
-    model.config.use_cache = True
-    # Static batches: autocast is thread-local, and continuous batching decodes in a thread of its own.
-    engine = TransformersEngine(model, tokenizer, fmt, batch_size=batch_size, name="select", batching="static")
-    autocast = torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    try:
-        with torch.no_grad(), autocast:
-            hyps = translate(engine, pairs, prompt="chat", max_new_tokens=max_new_tokens, chunk=batch_size,
-                             progress=False)
-    finally:
-        model.config.use_cache = use_cache
-        model.train(was_training)
+    engine = TransformersEngine(_decoding_copy(model, torch.bfloat16 if bf16 else None), tokenizer, fmt,
+                                batch_size=batch_size, name="select")
+    hyps = translate(engine, pairs, prompt="chat", max_new_tokens=max_new_tokens, progress=False)
     scores = score_directions(pairs, hyps)
     return {"chrf": round(scores["chrf"], 2), "off_target_rate": scores.get("off_target_rate"), "n": len(pairs)}
+
+
+def _decoding_copy(model, dtype):
+    """A detached inference copy of `model`: adapter merged, in `dtype` (None: as trained)."""
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        decoder = copy.deepcopy(model)
+        if hasattr(decoder, "merge_and_unload"):
+            decoder = decoder.merge_and_unload()
+        if dtype is not None:
+            decoder.to(dtype)
+    decoder.eval()
+    decoder.config.use_cache = True
+    return decoder
 
 
 def load_checkpoint_weights(model, checkpoint: str | Path) -> None:

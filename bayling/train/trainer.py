@@ -428,7 +428,7 @@ def _select_best(trainer, cfg: TrainConfig, tokenizer, fmt, bf16: bool, out: Pat
     curve = [p for p in read_curve(out) if p["step"] <= step]
     if not curve or curve[-1]["step"] != step:
         point = score_model(trainer.model, tokenizer, fmt, read_select_set(cfg.select_set), bf16,
-                            cfg.select_max_new_tokens, 8)
+                            cfg.select_max_new_tokens)
         point.update(step=step, checkpoint=None)  # the weights in memory
         with (out / CURVE).open("a", encoding="utf-8") as f:
             f.write(json.dumps(point) + "\n")
