@@ -630,6 +630,34 @@ def test_checkpoint_selection_keeps_the_best_scored_weights(tiny_model_dir, tmp_
     assert best_point([{"step": 2, "chrf": 5.0}, {"step": 4, "chrf": 5.0}])["step"] == 2
 
 
+def test_selection_scores_a_checkpoint_as_the_eval_decodes_it(tiny_model_dir, tmp_path):
+    """score_model decodes a merged bf16 copy, like `load_model` does for the eval, and leaves the
+    trained model (LoRA, fp32, training mode) as it was."""
+    from peft import PeftModel, get_peft_model_state_dict
+
+    from bayling.corpus import Pair
+    from bayling.eval.translation import score_directions, translate
+    from bayling.infer.engine import TransformersEngine
+    from bayling.models import load_model
+    from bayling.train.select import score_model
+
+    data = write_convs(tmp_path / "c.jsonl", n=8)
+    train(TrainConfig(data=str(data), out=str(tmp_path / "r"), model=str(tiny_model_dir), chat_format="gemma",
+                      max_steps=4, batch_size=2, max_len=128, lr=5e-2))
+    pairs = [Pair(f"the dog {i} sleeps.", f"Der Hund {i} schläft.", "eng_Latn", "deu_Latn", "x") for i in range(6)]
+    model, tok = load_model(str(tiny_model_dir), adapter=str(tmp_path / "r"), merge=False, dtype="float32")
+    model.train()
+    before = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    point = score_model(model, tok, "gemma", pairs, True, 12)
+
+    merged, _ = load_model(str(tiny_model_dir), adapter=str(tmp_path / "r"), dtype="bfloat16")
+    hyps = translate(TransformersEngine(merged, tok, "gemma"), pairs, prompt="chat", max_new_tokens=12, progress=False)
+    assert point["chrf"] == round(score_directions(pairs, hyps)["chrf"], 2) and point["n"] == 6
+    assert isinstance(model, PeftModel) and model.training and next(model.parameters()).dtype == torch.float32
+    after = get_peft_model_state_dict(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_loading_a_checkpoint_restores_its_adapter(tiny_model_dir, tmp_path):
     from peft import get_peft_model_state_dict
 
