@@ -9,6 +9,9 @@ its own process so peak RSS is its own. Prints trained (non-pad) tokens/s, packi
     python bench/bench_train.py --json               # precision: fp32 LoRA (the old path) vs the default
                                                      # (bf16 autocast where the CPU has it) and full FT,
                                                      # 20 steps each, packed; one JSON object last
+    python bench/bench_train.py --selection          # checkpoint selection's decoding: autocast static
+                                                     # batches (the old path) vs a merged bf16 copy with
+                                                     # continuous batching; one JSON object last
 
 Trained tokens/s counts assistant (loss-bearing) tokens; loss_delta compares the mean loss of the
 last 5 of the 20 steps (same data, same seed) between the default and fp32.
@@ -154,6 +157,52 @@ def precision_bench(args) -> None:
     }))
 
 
+def selection_bench(args) -> None:
+    """Scoring one checkpoint on a recipe's dev slice: the old path (the training model, fp32 weights
+    under bf16 autocast, static batches of 8) vs `score_model` (a merged copy, bf16, continuous)."""
+    import time
+
+    import torch
+
+    from bayling.eval.translation import score_directions, translate
+    from bayling.infer.engine import TransformersEngine
+    from bayling.models import load_model
+    from bayling.recipe import load_recipe_file, select_pairs
+    from bayling.train.select import score_model
+
+    recipe = load_recipe_file(ROOT / "recipes" / "mini-self-sel.yaml")
+    recipe.select.lines = args.lines
+    pairs = select_pairs(recipe)
+    if not pairs:
+        raise SystemExit("--selection needs FLORES-200 dev in ../shared/data")
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    model, tok = load_model("bayling-mini", merge=False, dtype="float32")  # as the trainer holds it
+    model.train()
+
+    def old(some: list, max_new_tokens: int) -> float:
+        model.eval()
+        engine = TransformersEngine(model, tok, "gemma", batch_size=8, name="old", batching="static")
+        with torch.no_grad(), bf16:
+            hyps = translate(engine, some, prompt="chat", max_new_tokens=max_new_tokens, chunk=8, progress=False)
+        return score_directions(some, hyps)["chrf"]
+
+    def new(some: list, max_new_tokens: int) -> float:
+        return score_model(model, tok, "gemma", some, True, max_new_tokens)["chrf"]
+
+    runs = {}
+    for label, fn in (("baseline", old), ("bayling", new)):
+        fn(pairs[:8], 8)  # warm-up
+        t = time.perf_counter()
+        chrf = fn(pairs, 64)
+        runs[label] = {"seconds": time.perf_counter() - t, "chrf": chrf}
+        print(f"  {label:9}: {len(pairs) / runs[label]['seconds']:.2f} pairs/s, chrF {chrf:.2f}", flush=True)
+    base, fast = runs["baseline"], runs["bayling"]
+    print(json.dumps({"pairs": len(pairs), "baseline_pairs_per_s": round(len(pairs) / base["seconds"], 3),
+                      "pairs_per_s": round(len(pairs) / fast["seconds"], 3),
+                      "speedup": round(base["seconds"] / fast["seconds"], 2), "chrf_baseline": round(base["chrf"], 2),
+                      "chrf": round(fast["chrf"], 2), "model": "bayling-mini"}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gemma3-270m")
@@ -171,11 +220,15 @@ def main() -> None:
     ap.add_argument("--bf16", default="false")
     ap.add_argument("--losses", action="store_true")
     ap.add_argument("--json", action="store_true", help="fp32 LoRA vs the default precision, and full FT")
+    ap.add_argument("--selection", action="store_true", help="checkpoint scoring: old decoding path vs the default")
+    ap.add_argument("--lines", type=int, default=4, help="with --selection: dev lines per direction")
     args = ap.parse_args()
     if args.child:
         return run_one(args)
     if args.json:
         return precision_bench(args)
+    if args.selection:
+        return selection_bench(args)
 
     tmp, model, data = _setup(args)
     results = {}
