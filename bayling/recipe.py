@@ -269,13 +269,15 @@ def stage_eval(r: Recipe, out: Path, console) -> dict:
             model, kw, prompt = None, {"backend": "openai", "base_url": r.eval.base_url}, "chat"
         else:
             model, kw, prompt = str(out / "model") if system == "tuned" else system, {}, "chat"
-        engine = load_engine(model, batch_size=r.eval.batch_size, **kw)
+        engine = load_engine(model, batch_size=r.eval.batch_size, decoding=r.eval.decoding, **kw)
         console.print(f"[bold]eval[/] {system} ({prompt}) on {len(pairs)} held-out sentences")
         results[system] = evaluate_system(engine, prompt, pairs, shots, r.eval, seed=r.data.seed)
         results[system]["seconds"] = round(time.perf_counter() - t, 1)
         results[system]["backend"] = kw.get("backend", "transformers")  # what produced these answers
         if getattr(engine, "batching", None):
             results[system]["batching"] = engine.batching
+        if engine.decoding:
+            results[system]["decoding"] = dict(engine.decoding)
         if getattr(engine, "model", None) is not None and hasattr(engine.model, "dtype"):
             results[system]["dtype"] = str(engine.model.dtype).removeprefix("torch.")
         del engine

@@ -51,6 +51,7 @@ def test_languages_lists_204_flores_codes():
         (["languages", "Klingonese"], "unknown language 'Klingonese'"),
         (["corpus", "count", "/nonexistent/file.tsv"], "/nonexistent/file.tsv"),
         (["train", "--data", "/nonexistent.jsonl", "--model", str(ROOT)], "nonexistent.jsonl"),
+        (["chat", "--model", "gemma3-270m", "--repetition-penalty", "0"], "repetition_penalty must be"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, fragment):

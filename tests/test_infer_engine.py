@@ -182,3 +182,52 @@ def test_embedded_model_streams_a_chat():
                            GenerationConfig(max_new_tokens=6))
     text = stream.text()
     assert text and "<end_of_turn>" not in text and stream.finish_reason in ("stop", "length")
+
+
+def test_loop_guards_decode_as_generate_does_and_requests_can_turn_them_off(tiny_model_dir):
+    """An engine-wide `no_repeat_ngram_size` (or `repetition_penalty`) gives transformers'
+    `generate` outputs with that setting, on the static path even when continuous batching is
+    the engine's default (its logits processors see no token history); a request's own value wins."""
+    import torch
+
+    from bayling.infer.backends import load_engine
+
+    engine = load_engine(str(tiny_model_dir), chat_format="chatml", batch_size=2, decoding={"no_repeat_ngram_size": 2})
+    assert engine.batching == "continuous" and engine.decoding == {"no_repeat_ngram_size": 2}
+    tok = engine.tokenizer
+    prompts = ["The quick brown fox jumps", "over the lazy dog and the"]
+    cfg = GenerationConfig(max_new_tokens=30)
+    plain = engine.complete(prompts, GenerationConfig(max_new_tokens=30, no_repeat_ngram_size=0))
+
+    def bigrams_repeat(ids):
+        grams = list(zip(ids, ids[1:]))
+        return len(grams) != len(set(grams))
+
+    for p, out in zip(prompts, engine.complete(prompts, cfg)):
+        enc = tok(p, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            ref = engine.model.generate(**enc, max_new_tokens=30, do_sample=False, no_repeat_ngram_size=2,
+                                        eos_token_id=engine._stop_ids, pad_token_id=tok.pad_token_id)
+        new = ref[0, enc["input_ids"].shape[1]:].tolist()
+        assert out == cut_at_stop(tok.decode(new), engine._text_stops(cfg))
+        assert not bigrams_repeat(enc["input_ids"][0].tolist() + new)
+    # The random model loops without the guard, so the guard changed something.
+    assert any(bigrams_repeat(tok(p + o, add_special_tokens=False)["input_ids"]) for p, o in zip(prompts, plain))
+    off = load_engine(str(tiny_model_dir), chat_format="chatml", batch_size=2)
+    assert off.decoding == {} and off.complete(prompts, cfg) == plain
+    assert engine.guards(GenerationConfig(repetition_penalty=1.3)) == {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2}
+
+
+@pytest.mark.parametrize("decoding, message", [
+    ({"top_k": 5}, "unknown decoding setting"),
+    ({"no_repeat_ngram_size": -1}, "whole number"),
+    ({"no_repeat_ngram_size": 2.5}, "whole number"),
+    ({"repetition_penalty": 0}, r"\(0, 10\]"),
+    ({"repetition_penalty": "high"}, r"\(0, 10\]"),
+])
+def test_load_engine_refuses_bad_loop_guards_before_loading(decoding, message):
+    from bayling.errors import ConfigError
+    from bayling.infer.backends import load_engine
+
+    with pytest.raises(ConfigError, match=message):
+        load_engine("no-such-model", decoding=decoding)

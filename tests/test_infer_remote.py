@@ -37,3 +37,24 @@ def test_translate_through_a_remote_engine(remote):
 
     [rec] = translate_batch(remote, [Item("1", "Hi", "eng_Latn", "deu_Latn")])
     assert rec["hyp"].startswith("You said: Translate the following English text into German.")
+
+
+def test_loop_guards_travel_to_the_server_and_bad_ones_get_a_400():
+    """An OpenAIEngine's loop guards go out as vLLM's extra request fields; `bayling serve` reads
+    them into the engine's GenerationConfig, and a bad value is the client's error."""
+    import httpx
+
+    from bayling.infer.backends import load_engine
+
+    fake = FakeEngine()
+    with BackgroundServer(create_app(fake, model_name="served")) as server:
+        remote = load_engine("served", backend="openai", base_url=server.url + "/v1",
+                             decoding={"no_repeat_ngram_size": 3, "repetition_penalty": 1.2})
+        remote.chat([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=5))
+        assert (fake.last_config.no_repeat_ngram_size, fake.last_config.repetition_penalty) == (3, 1.2)
+        remote.decoding = {}
+        remote.complete(["x"], GenerationConfig())
+        assert (fake.last_config.no_repeat_ngram_size, fake.last_config.repetition_penalty) == (None, None)
+        r = httpx.post(server.url + "/v1/chat/completions",
+                       json={"messages": [{"role": "user", "content": "hi"}], "repetition_penalty": 0})
+        assert r.status_code == 400 and "repetition_penalty" in r.text

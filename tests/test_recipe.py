@@ -65,6 +65,14 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tiny_model_dir, tmp_pa
         more.eval.max_new_tokens, more.eval.systems = 6, ["base", "tuned", str(out / "model")]
         assert set(run_recipe(more)["outputs"]["eval"]) == {"base", "tuned", str(out / "model")}
         assert scored == ["chat"]
+        # A loop guard decodes every system again and says so in its result.
+        (out / "eval.done.json").unlink()
+        scored.clear()
+        guarded = tiny_recipe(out, tiny_model_dir)
+        guarded.eval.max_new_tokens, guarded.eval.decoding = 6, {"no_repeat_ngram_size": 3}
+        res = run_recipe(guarded)["outputs"]["eval"]
+        assert scored == ["few-shot", "chat"] and res["tuned"]["decoding"] == {"no_repeat_ngram_size": 3}
+        assert "decoding" not in results["tuned"]
     finally:
         recipe.evaluate_system = real
 

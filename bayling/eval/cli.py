@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 import typer
 
 from bayling.eval.common import EvalError
-from bayling.infer.cli import ADAPTER, BACKEND, CHAT_FORMAT
+from bayling.infer.cli import ADAPTER, BACKEND, CHAT_FORMAT, NO_REPEAT, REPETITION_PENALTY, decoding_options
 
 app = typer.Typer(
     help="Evaluate: translation (BLEU/chrF/TER, off-target), constrained and interactive translation, "
@@ -36,7 +36,7 @@ OUT = typer.Option(None, "--out", "-o", help="Also write the result JSON here (i
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
-def _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size):
+def _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size, decoding=None):
     """The engine the options describe, or None when they name no model."""
     from bayling.infer.cli import engine_from_options
 
@@ -45,7 +45,7 @@ def _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
     if base_url and not model:
         raise EvalError("--base-url needs --model: the model name the server serves")
     backend = "openai" if base_url and backend == "transformers" else backend
-    return engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+    return engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size, decoding)
 
 
 def _emit(result: dict[str, Any], as_json: bool, out: Optional[Path], name: str = "result") -> None:
@@ -93,6 +93,7 @@ def translation(
     prompt: str = typer.Option("few-shot", "--prompt", help="few-shot (base models) or chat (instruction-tuned)."),
     shots: int = typer.Option(3, "--shots", help="Examples in a few-shot prompt."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    no_repeat_ngram_size: int = NO_REPEAT, repetition_penalty: float = REPETITION_PENALTY,
     hyp_out: Path = typer.Option(Path("translations.jsonl"), "--hyp-out", help="Where generated translations go (JSONL)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
     backend: str = BACKEND,
@@ -110,7 +111,8 @@ def translation(
     if corpus:
         if hyp or ref:
             raise EvalError("give either --hyp/--ref (score files) or --corpus with --model (generate and score)")
-        engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+        engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size,
+                         decoding_options(no_repeat_ngram_size, repetition_penalty))
         if engine is None:
             raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
         result = task.run(engine, task.TranslationConfig(

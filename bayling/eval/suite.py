@@ -29,6 +29,8 @@ class SuiteConfig:
     batch_size: int = 32  # batched greedy decoding on 2 cores: 36 tokens/s at batch 8, 111 at 32
     sessions_per_direction: int | None = None  # refinement sessions per direction (default: limit)
     base_url: str | None = None  # score the tuned model through an OpenAI-compatible server (vLLM)
+    # Loop guards for every system (bayling.infer.engine.GUARDS), e.g. {no_repeat_ngram_size: 4}; {}: plain greedy.
+    decoding: dict[str, Any] = field(default_factory=dict)
 
 
 def _translation(cfg: SuiteConfig):

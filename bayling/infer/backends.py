@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bayling.infer.engine import Engine
+from typing import Any, Mapping
+
+from bayling.infer.engine import Engine, check_decoding
 from bayling.errors import ConfigError
 from bayling.models import ModelSpec
 
@@ -21,10 +23,20 @@ def load_engine(
     api_key: str | None = None,
     batch_size: int = 8,
     n_ctx: int = 4096,
+    decoding: Mapping[str, Any] | None = None,
 ) -> Engine:
     """An engine for `model`: embedded name, local folder (a `bayling train` adapter too), hub id,
     .gguf file (llamacpp), or the served model's name (openai, at `base_url`). The local backends
-    take a `resolve_model` spec too (bayling.models): what the model is, worked out once."""
+    take a `resolve_model` spec too (bayling.models): what the model is, worked out once.
+    `decoding`: loop guards for every request that leaves them unset (`check_decoding`)."""
+    guards = check_decoding(decoding or {})
+    engine = _backend_engine(model, backend, adapter, chat_format, base_url, api_key, batch_size, n_ctx)
+    if guards:
+        engine.decoding = guards
+    return engine
+
+
+def _backend_engine(model, backend, adapter, chat_format, base_url, api_key, batch_size, n_ctx) -> Engine:
     if backend == "transformers":
         from bayling.infer.engine import TransformersEngine
 

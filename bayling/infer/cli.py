@@ -13,7 +13,9 @@ from typing import List, Optional
 
 import typer
 
-__all__ = ["chat_command", "delta_app", "engine_from_options", "translate_command"]
+from bayling.infer.engine import GUARDS
+
+__all__ = ["chat_command", "decoding_options", "delta_app", "engine_from_options", "translate_command"]
 
 # Engine options shared by chat, translate and serve.
 MODEL = typer.Option(None, "--model", "-m", help="Embedded name (gemma3-270m, smollm2-135m), model or `bayling train` "
@@ -24,9 +26,21 @@ CHAT_FORMAT = typer.Option(None, "--chat-format", help="bayling-v1, bayling2-lla
 BACKEND = typer.Option("transformers", "--backend", help="transformers, llamacpp or openai.")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint for --backend openai, e.g. http://127.0.0.1:8000/v1")
 REMOTE_KEY = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="API key of the --base-url endpoint.")
+# Loop guards (bayling.infer.engine.GUARDS), for every generation the engine runs.
+NO_REPEAT = typer.Option(0, "--no-repeat-ngram-size", help="Loop guard: never generate an n-gram of this many tokens "
+                         "twice (0: off; not with llamacpp).")
+REPETITION_PENALTY = typer.Option(1.0, "--repetition-penalty", help="Loop guard: scale down the logits of tokens "
+                                  "already in the text by this factor (1: off).")
 
 
-def engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size: int = 8):
+def decoding_options(no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> dict:
+    """The loop-guard options as `load_engine(decoding=...)` takes them: only those that are on."""
+    chosen = {"no_repeat_ngram_size": no_repeat_ngram_size, "repetition_penalty": repetition_penalty}
+    return {k: v for k, v in chosen.items() if v != GUARDS[k]}
+
+
+def engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size: int = 8,
+                        decoding: dict | None = None):
     """Load an engine as the CLI options describe it (with a status line on stderr)."""
     from rich.console import Console
 
@@ -34,7 +48,7 @@ def engine_from_options(model, adapter, chat_format, backend, base_url, api_key,
 
     with Console(stderr=True).status(f"loading {model or 'gemma3-270m'} ({backend})"):
         return load_engine(model, backend=backend, adapter=adapter, chat_format=chat_format,
-                           base_url=base_url, api_key=api_key, batch_size=batch_size)
+                           base_url=base_url, api_key=api_key, batch_size=batch_size, decoding=decoding)
 
 
 def chat_command(
@@ -47,12 +61,15 @@ def chat_command(
     system: Optional[str] = typer.Option(None, "--system", help="System message to start with."),
     max_new_tokens: int = typer.Option(256, help="Longest reply in tokens."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
+    no_repeat_ngram_size: int = NO_REPEAT,
+    repetition_penalty: float = REPETITION_PENALTY,
 ) -> None:
     """Chat in the terminal, replies streamed. Commands: /reset, /system TEXT, /save FILE, /help, /exit."""
     from bayling.infer.chat import run_chat
     from bayling.infer.engine import GenerationConfig
 
-    engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key)
+    engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key,
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
     interactive = sys.stdin.isatty()
 
     def write(text: str) -> None:
@@ -97,6 +114,8 @@ def translate_command(
     field: str = typer.Option("src", help="JSONL field holding the source text."),
     batch_size: int = typer.Option(8, help="Sentences per generation batch."),
     max_new_tokens: int = typer.Option(256, help="Longest translation in tokens."),
+    no_repeat_ngram_size: int = NO_REPEAT,
+    repetition_penalty: float = REPETITION_PENALTY,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
     """Translate a file or FLORES folder, batched and resumable; optionally constrained and refined."""
@@ -110,7 +129,8 @@ def translate_command(
         raise TranslateError(f"--prompt {mode!r}: choose one of {', '.join(PROMPT_MODES)}")
     terms = [t.strip() for c in (constraints or []) for t in c.split(";") if t.strip()]
     items = list(read_items(input, src_lang, tgt_lang, split=split, field=field, constraints=terms))
-    engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+    engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size,
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
     config = GenerationConfig(max_new_tokens=max_new_tokens)
 
     def emit(rec: dict) -> None:

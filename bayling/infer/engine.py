@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from bayling.chat_formats import ChatFormat, get_format, render_with_spans, validate_messages
+from bayling.errors import ConfigError
 from bayling.models import ModelSpec, load_model, resolve_model
 
 __all__ = [
     "Engine",
+    "GUARDS",
     "GenerationConfig",
     "Rewriter",
     "StopScanner",
     "Stream",
     "TransformersEngine",
+    "check_decoding",
     "cut_at_stop",
 ]
 
@@ -32,6 +35,29 @@ class GenerationConfig:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    # Loop guards (transformers' names); None leaves them to the engine's `decoding` (off by default).
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+
+
+# Each loop guard and the value that turns it off.
+GUARDS: dict[str, float] = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+
+
+def check_decoding(decoding: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine-wide loop guards, validated: {"no_repeat_ngram_size": 4} or {"repetition_penalty": 1.2}."""
+    unknown = set(decoding) - set(GUARDS)
+    if unknown:
+        raise ConfigError(f"unknown decoding setting(s) {', '.join(sorted(unknown))} (known: {', '.join(GUARDS)})")
+    out: dict[str, Any] = {}
+    for name, value in decoding.items():
+        if name == "no_repeat_ngram_size":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"no_repeat_ngram_size must be a whole number >= 0 (0: off), got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
+            raise ConfigError(f"repetition_penalty must be a number in (0, 10] (1: off), got {value!r}")
+        out[name] = value
+    return out
 
 
 def cut_at_stop(text: str, stop: Iterable[str]) -> str:
@@ -142,6 +168,18 @@ class Engine:
     max_context: int | None = None
     # Strings to replace in everything a chat returns (official BayLing name placeholders).
     replacements: Mapping[str, str] = {}
+    # Loop guards for requests that leave them unset (`check_decoding`); empty: plain decoding.
+    decoding: Mapping[str, Any] = {}
+
+    def guards(self, config: GenerationConfig) -> dict[str, Any]:
+        """The loop guards in force for `config` (its own values, else the engine's), those that are on."""
+        on = {}
+        for name, off in GUARDS.items():
+            value = getattr(config, name)
+            value = self.decoding.get(name, off) if value is None else value
+            if value != off:
+                on[name] = value
+        return on
 
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         raise NotImplementedError
@@ -239,8 +277,9 @@ class TransformersEngine(Engine):
     `batching="continuous"` (the default) runs greedy batches through transformers' continuous
     batching (`generate_batch`, paged KV cache): a row that finishes leaves the batch and the next
     prompt takes its place, so one runaway output no longer keeps `batch_size - 1` finished rows
-    computing. Its outputs are token for token those of `generate` (tested). Sampling, and stop
-    strings of more than one character, take the static path: `generate` on left-padded batches.
+    computing. Its outputs are token for token those of `generate` (tested). Sampling, loop guards
+    (`GUARDS`), and stop strings of more than one character take the static path: `generate` on
+    left-padded batches.
     """
 
     def __init__(self, model, tokenizer, chat_format: str | ChatFormat = "auto", batch_size: int = 8,
@@ -304,6 +343,7 @@ class TransformersEngine(Engine):
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
         else:
             kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
+        kwargs.update(self.guards(config))
         return kwargs
 
     def _text_stops(self, config: GenerationConfig) -> tuple[str, ...]:
@@ -313,7 +353,8 @@ class TransformersEngine(Engine):
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         import torch
 
-        if self.batching == "continuous" and config.temperature == 0 and prompts:
+        # Continuous batching's logits processors see no token history: loop guards take the static path.
+        if self.batching == "continuous" and config.temperature == 0 and prompts and not self.guards(config):
             stop_ids = self._stop_ids_for(config)
             if stop_ids is not None:
                 return self._complete_continuous(prompts, config, stop_ids)

@@ -106,8 +106,12 @@ class LlamaCppEngine(Engine):
         return len(self._tokens(text))
 
     def _kwargs(self, config: GenerationConfig) -> dict:
+        guards = self.guards(config)
+        if "no_repeat_ngram_size" in guards:
+            raise ConfigError("llama.cpp has no no_repeat_ngram_size; use repetition_penalty (its repeat_penalty)")
         return dict(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                    stop=list(config.stop) or None, seed=config.seed)
+                    stop=list(config.stop) or None, seed=config.seed,
+                    repeat_penalty=guards.get("repetition_penalty", 1.0))
 
     def complete(self, prompts: Sequence[str], config: GenerationConfig) -> list[str]:
         return [self.llama.create_completion(self._tokens(p), **self._kwargs(config))["choices"][0]["text"]

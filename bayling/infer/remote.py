@@ -52,6 +52,9 @@ class OpenAIEngine(Engine):
         kw = dict(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, seed=config.seed)
         if config.stop:
             kw["stop"] = list(config.stop)[:4]  # the OpenAI API takes at most four
+        guards = self.guards(config)
+        if guards:  # not OpenAI's API: vLLM's and `bayling serve`'s extra request fields
+            kw["extra_body"] = guards
         return kw
 
     def render(self, messages):

@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from bayling.infer.cli import ADAPTER, BACKEND, BASE_URL, CHAT_FORMAT, MODEL, engine_from_options
+from bayling.infer.cli import (ADAPTER, BACKEND, BASE_URL, CHAT_FORMAT, MODEL, NO_REPEAT, REPETITION_PENALTY,
+                               decoding_options, engine_from_options)
 
 __all__ = ["serve_command"]
 
@@ -38,6 +39,8 @@ def serve_command(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="How the web page's translate asks: few-shot or chat. "
                                          "[default: few-shot for the embedded base gemma3-270m, else chat]"),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    no_repeat_ngram_size: int = NO_REPEAT,
+    repetition_penalty: float = REPETITION_PENALTY,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and the web page at /."""
     import uvicorn
@@ -45,7 +48,8 @@ def serve_command(
     from bayling.infer.translate import default_prompt_mode
     from bayling.serve.app import Limits, create_app
 
-    engine = engine_from_options(model, adapter, chat_format, backend, base_url, backend_api_key)
+    engine = engine_from_options(model, adapter, chat_format, backend, base_url, backend_api_key,
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
     limits = Limits(max_request_bytes=max_request_bytes, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                     default_max_tokens=min(512, max_tokens), max_concurrent=max_concurrent, max_waiting=max_waiting)
     app = create_app(engine, api_key=api_key, limits=limits, model_name=served_model_name,

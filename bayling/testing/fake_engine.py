@@ -21,7 +21,8 @@ def _echo(target: str | Sequence[dict]) -> str:
 class FakeEngine(Engine):
     """Replies `reply(prompt_or_messages)` word by word, sleeping `token_latency` s per word (stop strings honoured).
 
-    Counts what it was asked (`calls`) and how many generations were cancelled (`cancelled`).
+    Counts what it was asked (`calls`) and how many generations were cancelled (`cancelled`);
+    keeps the last `GenerationConfig` it was given (`last_config`).
     """
 
     def __init__(self, reply: Callable[[str | Sequence[dict]], str] = _echo, token_latency: float = 0.0,
@@ -32,11 +33,13 @@ class FakeEngine(Engine):
         self.name = name
         self.calls = 0
         self.cancelled = 0
+        self.last_config: GenerationConfig | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
     def _words(self, target, config: GenerationConfig) -> list[str]:
+        self.last_config = config
         words = self.reply(target).split(" ")
         return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)][: config.max_new_tokens]
 
