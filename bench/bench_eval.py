@@ -16,6 +16,11 @@ Takes under a minute without --real.
    old transformers path (fp32, `generate` on padded batches of 8) and the current default
    (continuous batching with --fast-batch rows; weights --fast-dtype, auto = bf16 where the CPU has AVX-512 BF16 or AMX, else fp32), in one
    run: sentences/s, chrF of each, and the ratios. Both cores.
+
+4. --static [--json]: the static path (`generate` on left-padded batches: sampling, loop guards,
+   streaming) on the same sentences, bf16, in one run: the output layer handed the strided
+   last-position view `generate`'s prefill makes (baseline) vs a contiguous copy (the engine's
+   default). Sentences/s, the ratio, and whether the outputs are identical.
 """
 
 from __future__ import annotations
@@ -156,10 +161,44 @@ def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "aut
             "sentences": len(pairs), "model": model, "fast_dtype": fast["dtype"], "fast_batch": fast_batch}
 
 
+def bench_static(n: int, model: str, batch: int) -> dict:
+    """Static-path translation with and without the contiguous output-layer input, same weights."""
+    import itertools
+
+    from bayling.corpus import read_flores
+    from bayling.eval.translation import translate
+    from bayling.infer.engine import TransformersEngine
+    from bayling.models import load_model
+    from bayling.resources import shared_data_dir
+
+    shared = shared_data_dir()
+    if shared is None:
+        raise SystemExit("--static needs FLORES-200 devtest in ../shared/data")
+    pairs = []
+    for tgt in ("deu_Latn", "zho_Hans"):
+        pairs += list(itertools.islice(read_flores(shared / "flores200", "devtest", pairs=[("eng_Latn", tgt)]), n // 2))
+    m, tok = load_model(model, dtype="bfloat16")
+    engine = TransformersEngine(m, tok, "gemma", batch_size=batch, batching="static")
+    hook = m.get_output_embeddings()._bayling_contiguous
+    translate(engine, pairs[:batch], prompt="chat", max_new_tokens=8, progress=False)  # warm-up
+    runs = {}
+    for label in ("contiguous", "strided"):
+        if label == "strided":
+            hook.remove()
+        t = time.perf_counter()
+        hyps = translate(engine, pairs, prompt="chat", max_new_tokens=128, progress=False)
+        runs[label] = (time.perf_counter() - t, hyps)
+        print(f"  {label:10} static batch {batch}: {len(pairs) / runs[label][0]:.2f} sentences/s", flush=True)
+    (fast, a), (slow, b) = runs["contiguous"], runs["strided"]
+    return {"baseline_sentences_per_s": round(len(pairs) / slow, 3), "sentences_per_s": round(len(pairs) / fast, 3),
+            "speedup": round(slow / fast, 2), "identical_outputs": a == b, "sentences": len(pairs), "batch": batch}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generation", action="store_true", help="time batched translation: old path vs default")
-    ap.add_argument("--json", action="store_true", help="with --generation: print one JSON object last")
+    ap.add_argument("--static", action="store_true", help="time the static path: strided vs contiguous output-layer input")
+    ap.add_argument("--json", action="store_true", help="with --generation or --static: print one JSON object last")
     ap.add_argument("--sentences", type=int, default=100)
     ap.add_argument("--model", default="bayling-mini")
     ap.add_argument("--fast-batch", type=int, default=64)
@@ -175,6 +214,12 @@ def main() -> None:
         import json
 
         result = bench_generation(args.sentences, args.model, args.fast_batch, args.fast_dtype)
+        print(json.dumps(result) if args.json else result)
+        return
+    if args.static:
+        import json
+
+        result = bench_static(args.sentences, args.model, args.batch_size)
         print(json.dumps(result) if args.json else result)
         return
     _one_core()
