@@ -231,3 +231,39 @@ def test_load_engine_refuses_bad_loop_guards_before_loading(decoding, message):
 
     with pytest.raises(ConfigError, match=message):
         load_engine("no-such-model", decoding=decoding)
+
+
+def test_reply_loop_guard_bans_the_replys_own_repeats_not_the_prompts():
+    import torch
+
+    from bayling.infer.engine import _ReplyNoRepeatNGram
+
+    guard = _ReplyNoRepeatNGram(2)
+    scores = guard(torch.tensor([[5, 6, 5]]), torch.zeros(1, 8))  # first call: the prompt alone
+    assert torch.isfinite(scores).all()  # the prompt's own "5 6" may come again
+    scores = guard(torch.tensor([[5, 6, 5, 1, 2, 1]]), torch.zeros(1, 8))
+    assert scores[0].isinf().nonzero().flatten().tolist() == [2]  # "1 2" is the reply's: not twice
+    scores = guard(torch.tensor([[5, 6, 5, 1, 2, 1, 3]]), torch.zeros(1, 8))
+    assert torch.isfinite(scores).all()
+
+
+def test_reply_loop_guard_through_the_engine(tiny_model_dir):
+    import torch
+
+    engine = TransformersEngine.load(str(tiny_model_dir), chat_format="chatml", batch_size=2)
+    engine.decoding = {"reply_no_repeat_ngram_size": 2}
+    prompts = ["The quick brown fox jumps", "over the lazy dog and the"]
+    cfg = GenerationConfig(max_new_tokens=30)
+    tok = engine.tokenizer
+    with engine._tok_lock:
+        tok.padding_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = engine.model.generate(**enc, **engine._generate_kwargs(cfg))
+    replies = out[:, enc["input_ids"].shape[1]:].tolist()
+    for ids in replies:
+        grams = list(zip(ids, ids[1:]))
+        assert len(grams) == len(set(grams))
+    assert engine.complete(prompts, cfg) == [cut_at_stop(tok.decode(r), engine._text_stops(cfg)) for r in replies]
+    plain = engine.complete(prompts, GenerationConfig(max_new_tokens=30, reply_no_repeat_ngram_size=0))
+    assert plain != engine.complete(prompts, cfg)

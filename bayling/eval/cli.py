@@ -15,7 +15,8 @@ from typing import Any, List, Optional
 import typer
 
 from bayling.eval.common import EvalError
-from bayling.infer.cli import ADAPTER, BACKEND, CHAT_FORMAT, NO_REPEAT, REPETITION_PENALTY, decoding_options
+from bayling.infer.cli import (ADAPTER, BACKEND, CHAT_FORMAT, NO_REPEAT, REPETITION_PENALTY, REPLY_NO_REPEAT,
+                               decoding_options)
 
 app = typer.Typer(
     help="Evaluate: translation (BLEU/chrF/TER, off-target), constrained and interactive translation, "
@@ -93,7 +94,8 @@ def translation(
     prompt: str = typer.Option("few-shot", "--prompt", help="few-shot (base models) or chat (instruction-tuned)."),
     shots: int = typer.Option(3, "--shots", help="Examples in a few-shot prompt."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
-    no_repeat_ngram_size: int = NO_REPEAT, repetition_penalty: float = REPETITION_PENALTY,
+    no_repeat_ngram_size: int = NO_REPEAT, reply_no_repeat_ngram_size: int = REPLY_NO_REPEAT,
+    repetition_penalty: float = REPETITION_PENALTY,
     hyp_out: Path = typer.Option(Path("translations.jsonl"), "--hyp-out", help="Where generated translations go (JSONL)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
     backend: str = BACKEND,
@@ -112,7 +114,7 @@ def translation(
         if hyp or ref:
             raise EvalError("give either --hyp/--ref (score files) or --corpus with --model (generate and score)")
         engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size,
-                         decoding_options(no_repeat_ngram_size, repetition_penalty))
+                         decoding_options(no_repeat_ngram_size, repetition_penalty, reply_no_repeat_ngram_size))
         if engine is None:
             raise EvalError("--corpus needs a model to translate with: --model (and --base-url for an endpoint)")
         result = task.run(engine, task.TranslationConfig(

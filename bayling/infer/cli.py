@@ -27,15 +27,19 @@ BACKEND = typer.Option("transformers", "--backend", help="transformers, llamacpp
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint for --backend openai, e.g. http://127.0.0.1:8000/v1")
 REMOTE_KEY = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="API key of the --base-url endpoint.")
 # Loop guards (bayling.infer.engine.GUARDS), for every generation the engine runs.
-NO_REPEAT = typer.Option(0, "--no-repeat-ngram-size", help="Loop guard: never generate an n-gram of this many tokens "
-                         "twice (0: off; not with llamacpp).")
+NO_REPEAT = typer.Option(0, "--no-repeat-ngram-size", help="Loop guard (transformers'): never generate an n-gram of "
+                         "this many tokens that the prompt or reply already holds (0: off; not with llamacpp).")
+REPLY_NO_REPEAT = typer.Option(0, "--reply-no-repeat-ngram-size", help="Loop guard: never repeat an n-gram of this many "
+                               "tokens within the reply; the prompt's may be reused (0: off; not with llamacpp).")
 REPETITION_PENALTY = typer.Option(1.0, "--repetition-penalty", help="Loop guard: scale down the logits of tokens "
                                   "already in the text by this factor (1: off).")
 
 
-def decoding_options(no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0) -> dict:
+def decoding_options(no_repeat_ngram_size: int = 0, repetition_penalty: float = 1.0,
+                     reply_no_repeat_ngram_size: int = 0) -> dict:
     """The loop-guard options as `load_engine(decoding=...)` takes them: only those that are on."""
-    chosen = {"no_repeat_ngram_size": no_repeat_ngram_size, "repetition_penalty": repetition_penalty}
+    chosen = {"no_repeat_ngram_size": no_repeat_ngram_size, "repetition_penalty": repetition_penalty,
+              "reply_no_repeat_ngram_size": reply_no_repeat_ngram_size}
     return {k: v for k, v in chosen.items() if v != GUARDS[k]}
 
 
@@ -62,6 +66,7 @@ def chat_command(
     max_new_tokens: int = typer.Option(256, help="Longest reply in tokens."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     no_repeat_ngram_size: int = NO_REPEAT,
+    reply_no_repeat_ngram_size: int = REPLY_NO_REPEAT,
     repetition_penalty: float = REPETITION_PENALTY,
 ) -> None:
     """Chat in the terminal, replies streamed. Commands: /reset, /system TEXT, /save FILE, /help, /exit."""
@@ -69,7 +74,8 @@ def chat_command(
     from bayling.infer.engine import GenerationConfig
 
     engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key,
-                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty,
+                                                           reply_no_repeat_ngram_size))
     interactive = sys.stdin.isatty()
 
     def write(text: str) -> None:
@@ -115,6 +121,7 @@ def translate_command(
     batch_size: int = typer.Option(8, help="Sentences per generation batch."),
     max_new_tokens: int = typer.Option(256, help="Longest translation in tokens."),
     no_repeat_ngram_size: int = NO_REPEAT,
+    reply_no_repeat_ngram_size: int = REPLY_NO_REPEAT,
     repetition_penalty: float = REPETITION_PENALTY,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ) -> None:
@@ -130,7 +137,8 @@ def translate_command(
     terms = [t.strip() for c in (constraints or []) for t in c.split(";") if t.strip()]
     items = list(read_items(input, src_lang, tgt_lang, split=split, field=field, constraints=terms))
     engine = engine_from_options(model, adapter, chat_format, backend, base_url, api_key, batch_size,
-                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty,
+                                                           reply_no_repeat_ngram_size))
     config = GenerationConfig(max_new_tokens=max_new_tokens)
 
     def emit(rec: dict) -> None:

@@ -35,13 +35,17 @@ class GenerationConfig:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
-    # Loop guards (transformers' names); None leaves them to the engine's `decoding` (off by default).
+    # Loop guards; None leaves them to the engine's `decoding` (off by default). The first two are
+    # transformers' (and vLLM's repetition_penalty): they count the prompt's tokens too, so a reply
+    # cannot reuse a 3-gram of its source or of an earlier answer. reply_no_repeat_ngram_size looks
+    # at the reply alone: loops are the reply repeating itself.
     repetition_penalty: float | None = None
     no_repeat_ngram_size: int | None = None
+    reply_no_repeat_ngram_size: int | None = None
 
 
 # Each loop guard and the value that turns it off.
-GUARDS: dict[str, float] = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+GUARDS: dict[str, float] = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "reply_no_repeat_ngram_size": 0}
 
 
 def check_decoding(decoding: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,9 +55,9 @@ def check_decoding(decoding: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown decoding setting(s) {', '.join(sorted(unknown))} (known: {', '.join(GUARDS)})")
     out: dict[str, Any] = {}
     for name, value in decoding.items():
-        if name == "no_repeat_ngram_size":
+        if name.endswith("no_repeat_ngram_size"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"no_repeat_ngram_size must be a whole number >= 0 (0: off), got {value!r}")
+                raise ConfigError(f"{name} must be a whole number >= 0 (0: off), got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
             raise ConfigError(f"repetition_penalty must be a number in (0, 10] (1: off), got {value!r}")
         out[name] = value
@@ -356,7 +360,11 @@ class TransformersEngine(Engine):
             kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p)
         else:
             kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
-        kwargs.update(self.guards(config))
+        guards = self.guards(config)
+        reply_n = guards.pop("reply_no_repeat_ngram_size", 0)
+        if reply_n:
+            kwargs["logits_processor"] = [_ReplyNoRepeatNGram(reply_n)]
+        kwargs.update(guards)
         return kwargs
 
     def _text_stops(self, config: GenerationConfig) -> tuple[str, ...]:
@@ -489,6 +497,26 @@ class TransformersEngine(Engine):
         stream.completion_tokens = result.get("n", 0)
         ran_out = stream.completion_tokens >= config.max_new_tokens and result.get("last") not in self._stop_ids
         stream.finish_reason = "length" if ran_out and not stopped else "stop"
+
+
+class _ReplyNoRepeatNGram:
+    """A logits processor: no n-gram of the reply twice — the reply's own tokens only, not the prompt's."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.start: int | None = None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:  # the first call sees the prompt alone
+            self.start = input_ids.shape[1]
+        k = self.n - 1
+        for row, ids in enumerate(input_ids[:, self.start:].tolist()):
+            if len(ids) < self.n:
+                continue
+            prefix = ids[len(ids) - k:] if k else []
+            banned = {ids[i + k] for i in range(len(ids) - k) if ids[i:i + k] == prefix}
+            scores[row, list(banned)] = float("-inf")
+        return scores
 
 
 class _StopStrings:

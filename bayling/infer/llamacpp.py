@@ -107,8 +107,9 @@ class LlamaCppEngine(Engine):
 
     def _kwargs(self, config: GenerationConfig) -> dict:
         guards = self.guards(config)
-        if "no_repeat_ngram_size" in guards:
-            raise ConfigError("llama.cpp has no no_repeat_ngram_size; use repetition_penalty (its repeat_penalty)")
+        ngrams = [g for g in guards if g.endswith("no_repeat_ngram_size")]
+        if ngrams:
+            raise ConfigError(f"llama.cpp has no {ngrams[0]}; use repetition_penalty (its repeat_penalty)")
         return dict(max_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                     stop=list(config.stop) or None, seed=config.seed,
                     repeat_penalty=guards.get("repetition_penalty", 1.0))

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from bayling.infer.cli import (ADAPTER, BACKEND, BASE_URL, CHAT_FORMAT, MODEL, NO_REPEAT, REPETITION_PENALTY,
+                               REPLY_NO_REPEAT,
                                decoding_options, engine_from_options)
 
 __all__ = ["serve_command"]
@@ -40,6 +41,7 @@ def serve_command(
                                          "[default: few-shot for the embedded base gemma3-270m, else chat]"),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     no_repeat_ngram_size: int = NO_REPEAT,
+    reply_no_repeat_ngram_size: int = REPLY_NO_REPEAT,
     repetition_penalty: float = REPETITION_PENALTY,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and the web page at /."""
@@ -49,7 +51,8 @@ def serve_command(
     from bayling.serve.app import Limits, create_app
 
     engine = engine_from_options(model, adapter, chat_format, backend, base_url, backend_api_key,
-                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty))
+                                 decoding=decoding_options(no_repeat_ngram_size, repetition_penalty,
+                                                           reply_no_repeat_ngram_size))
     limits = Limits(max_request_bytes=max_request_bytes, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                     default_max_tokens=min(512, max_tokens), max_concurrent=max_concurrent, max_waiting=max_waiting)
     app = create_app(engine, api_key=api_key, limits=limits, model_name=served_model_name,

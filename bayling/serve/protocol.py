@@ -98,9 +98,10 @@ class _Sampling(_Request):
     top_p: Optional[float] = Field(None, gt=0, le=1, allow_inf_nan=False)
     stop: _Stop = None
     seed: Optional[int] = Field(None, ge=-(2**63), le=2**64 - 1)
-    # Loop guards, as vLLM names them (not OpenAI's API); unset: the server's --no-repeat-ngram-size etc.
+    # Loop guards (bayling.infer.engine.GUARDS; not OpenAI's API, repetition_penalty is vLLM's too); unset: the server's --no-repeat-ngram-size etc.
     repetition_penalty: Optional[float] = Field(None, gt=0, le=10, allow_inf_nan=False)
     no_repeat_ngram_size: Optional[int] = Field(None, ge=0, le=64)
+    reply_no_repeat_ngram_size: Optional[int] = Field(None, ge=0, le=64)
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
@@ -137,6 +138,7 @@ class _Sampling(_Request):
             seed=(self.seed or 0) % (2**63),
             repetition_penalty=self.repetition_penalty,
             no_repeat_ngram_size=self.no_repeat_ngram_size,
+            reply_no_repeat_ngram_size=self.reply_no_repeat_ngram_size,
         )
 
 
