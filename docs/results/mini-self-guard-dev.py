@@ -4,11 +4,12 @@ Run from the repository root after `bayling recipe run recipes/mini-self-sel.yam
     PYTHONPATH=. python docs/results/mini-self-guard-dev.py [SETTING ...]
 Writes /tmp/guard/SETTING.json (scores and hypotheses); docs/results/mini-self-guard-dev.json holds the scores.
 """
-import json, sys, time
+import json, os, sys, time
 from bayling.infer.backends import load_engine
 from bayling.train.select import read_select_set
 from bayling.eval.translation import translate, score_directions, failure_rates
 
+os.makedirs("/tmp/guard", exist_ok=True)
 pairs = read_select_set("runs/mini-self-sel/select.jsonl")
 settings = {"greedy": {}, "static": None, "nrng3": {"no_repeat_ngram_size": 3}, "nrng4": {"no_repeat_ngram_size": 4},
             "nrng6": {"no_repeat_ngram_size": 6}, "rp1.1": {"repetition_penalty": 1.1}, "rp1.2": {"repetition_penalty": 1.2}}

@@ -5,10 +5,11 @@ Run from the repository root after `bayling recipe run recipes/mini-self-sel.yam
     PYTHONPATH=. python docs/results/mini-self-rguard-dev.py [SETTING ...]
 Writes /tmp/guard/dev2-SETTING.json; docs/results/mini-self-rguard-dev.json holds the scores.
 """
-import json, sys, time
+import json, os, sys, time
 from bayling.infer.backends import load_engine
 from bayling.train.select import read_select_set
 from bayling.eval.suite import SuiteConfig, evaluate_system, summary
+os.makedirs("/tmp/guard", exist_ok=True)
 pairs = read_select_set("runs/mini-self-sel/select.jsonl")
 dirs = list(dict.fromkeys(f"{p.src_lang}-{p.tgt_lang}" for p in pairs))
 cfg = SuiteConfig(corpus="flores", split="dev", directions=dirs, limit=12, sessions_per_direction=12, max_new_tokens=160)
