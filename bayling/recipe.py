@@ -17,6 +17,7 @@ from typing import Any
 
 from bayling.data.build import BuildConfig
 from bayling.errors import ConfigError
+from bayling.infer.engine import check_decoding
 from bayling.eval.suite import SuiteConfig, evaluate_system, paired_chrf, pick_sentences, reference_off_target, summary
 from bayling.io import atomic_write_json, write_jsonl
 from bayling.resources import named_corpus
@@ -82,6 +83,7 @@ class Recipe:
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):  # a YAML section: checked now, not after the data stage
             self.train = TrainConfig.from_dict({"model": self.model, **self.train})
+        check_decoding(self.eval.decoding)  # likewise the eval's loop guards, not after training
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Recipe":

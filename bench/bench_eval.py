@@ -124,23 +124,29 @@ def bench_options(engine, questions, label: str, batch_size: int, scale_to: int 
     print(line)
 
 
-def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "auto") -> dict:
-    """Old path (fp32, batch 8) vs the default (dtype auto, batch `fast_batch`) on the same sentences."""
+def _devtest_pairs(n: int, option: str) -> list:
+    """The first n/2 FLORES-200 devtest sentences en->de and en->zh (the generation benchmarks' set)."""
     import itertools
-    import json as _json
 
     from bayling.corpus import read_flores
-    from bayling.eval.translation import score_directions, translate
-    from bayling.infer.engine import TransformersEngine
-    from bayling.models import load_model
     from bayling.resources import shared_data_dir
 
     shared = shared_data_dir()
     if shared is None:
-        raise SystemExit("--generation needs FLORES-200 devtest in ../shared/data")
+        raise SystemExit(f"{option} needs FLORES-200 devtest in ../shared/data")
     pairs = []
     for tgt in ("deu_Latn", "zho_Hans"):
         pairs += list(itertools.islice(read_flores(shared / "flores200", "devtest", pairs=[("eng_Latn", tgt)]), n // 2))
+    return pairs
+
+
+def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "auto") -> dict:
+    """Old path (fp32, batch 8) vs the default (dtype auto, batch `fast_batch`) on the same sentences."""
+    from bayling.eval.translation import score_directions, translate
+    from bayling.infer.engine import TransformersEngine
+    from bayling.models import load_model
+
+    pairs = _devtest_pairs(n, "--generation")
     runs = {}
     for label, dtype, batch, batching in (("baseline", "float32", 8, "static"), ("fast", fast_dtype, fast_batch, "continuous")):
         m, tok = load_model(model, dtype=dtype)
@@ -160,23 +166,12 @@ def bench_generation(n: int, model: str, fast_batch: int, fast_dtype: str = "aut
             "chrf": round(fast["chrf"], 2), "chrf_delta": round(fast["chrf"] - base["chrf"], 2),
             "sentences": len(pairs), "model": model, "fast_dtype": fast["dtype"], "fast_batch": fast_batch}
 
-
 def bench_static(n: int, model: str, batch: int) -> dict:
     """Static-path translation with and without the contiguous output-layer input, same weights."""
-    import itertools
-
-    from bayling.corpus import read_flores
     from bayling.eval.translation import translate
     from bayling.infer.engine import TransformersEngine
     from bayling.models import load_model
-    from bayling.resources import shared_data_dir
-
-    shared = shared_data_dir()
-    if shared is None:
-        raise SystemExit("--static needs FLORES-200 devtest in ../shared/data")
-    pairs = []
-    for tgt in ("deu_Latn", "zho_Hans"):
-        pairs += list(itertools.islice(read_flores(shared / "flores200", "devtest", pairs=[("eng_Latn", tgt)]), n // 2))
+    pairs = _devtest_pairs(n, "--static")
     m, tok = load_model(model, dtype="bfloat16")
     engine = TransformersEngine(m, tok, "gemma", batch_size=batch, batching="static")
     hook = m.get_output_embeddings()._bayling_contiguous
@@ -192,7 +187,6 @@ def bench_static(n: int, model: str, batch: int) -> dict:
     (fast, a), (slow, b) = runs["contiguous"], runs["strided"]
     return {"baseline_sentences_per_s": round(len(pairs) / slow, 3), "sentences_per_s": round(len(pairs) / fast, 3),
             "speedup": round(slow / fast, 2), "identical_outputs": a == b, "sentences": len(pairs), "batch": batch}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,13 +217,11 @@ def main() -> None:
         print(json.dumps(result) if args.json else result)
         return
     _one_core()
-
     print("translation metrics + language ID (one core):")
     bench_translation(args.segments)
 
     from bayling.infer.engine import TransformersEngine
     from bayling.testing.tiny import build_tiny_model
-
     questions, source = _exam(args.questions)
     print(f"log-likelihood option scoring ({source}, batch {args.batch_size}, one core):")
     with tempfile.TemporaryDirectory() as d:
@@ -238,7 +230,6 @@ def main() -> None:
     if args.real:
         engine = TransformersEngine.load("gemma3-270m")
         bench_options(engine, questions[: args.real_questions], "gemma3-270m", args.batch_size, scale_to=1000)
-
 
 if __name__ == "__main__":
     main()

@@ -143,6 +143,9 @@ def test_bad_recipe_is_named(tmp_path):
     bad.write_text("name: x\ndatta: {}\n")
     with pytest.raises(ValueError, match="datta"):
         load_recipe_file(bad)
+    bad.write_text("name: x\neval: {decoding: {no_repeat_ngram: 3}}\n")  # refused at load, not after training
+    with pytest.raises(ValueError, match="unknown decoding setting.*no_repeat_ngram"):
+        load_recipe_file(bad)
 
 
 def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluates(tmp_path, monkeypatch):
