@@ -169,6 +169,13 @@ def test_grounding_helpers():
     assert pick_terms("科学家警告说，气候变化正使南欧的热浪持续时间更长、强度更大。", "Hans", rng)
     assert pick_terms("ミュンヘン行きの列車は午前8時45分に7番線から発車します。", "Jpan", rng)
     assert pick_terms("รถไฟไปมิวนิกออกเวลา", "Thai", rng) == ()
+    # Brahmic words carry vowel signs (str.isalpha says no): Nepali and Bengali have terms too.
+    nepali = "काठमाडौंबाट पोखरा जाने बस बिहान आठ बजे छुट्छ र साँझ पोखरामा पुग्छ।"
+    words = {w.strip("।") for w in nepali.split() if len(w.strip("।")) >= 5}
+    drawn = {t for _ in range(30) for t in pick_terms(nepali, "Deva", rng)}
+    assert "पुग्छ" in drawn and drawn <= words  # whole words, the danda stripped
+    assert pick_terms(nepali, "Deva", rng, absent_from=" ".join(words - {"पोखरामा"})) == ("पोखरामा",)
+    assert pick_terms("ঢাকা থেকে বাসটি সকালে ছাড়ে।", "Beng", rng)
     src = "Maria Santos opened her first bakery in Lisbon in 2012 and now employs 35 people."
     assert preserved_items(src, "Maria Santos eröffnete 2012 ihre erste Bäckerei in Lissabon und beschäftigt 35 Menschen.") \
         == ("2012", "35", "Santos")

@@ -61,7 +61,9 @@ def _fake_results(run, system, hyp_of):
     s = score_directions(pairs, [e["hyp"] for e in examples])
     res = {"chrf": s["chrf"], "bleu": s["bleu"], "off_target_rate": None, "constraint_inclusion": 0.5,
            "refinement_on_target": 1.0, "refinement_changed": 0.5,
-           "breakdown": {"direction": {"eng_Latn-deu_Latn": {"chrf": s["chrf"], "bleu": s["bleu"]}}},
+           "breakdown": {"direction": {"eng_Latn-deu_Latn": {"chrf": s["chrf"], "bleu": s["bleu"],
+                                                             "constraint_inclusion": 0.5, "refinement_on_target": 1.0,
+                                                             "refinement_changed": 0.25}}},
            "examples": examples}
     run.mkdir(parents=True, exist_ok=True)
     (run / "results.json").write_text(json.dumps({system: res}))
@@ -75,6 +77,7 @@ def test_compare_systems_tables_plots_and_tests_the_difference(tmp_path):
     md = compare_systems([("weak", str(tmp_path / "a"), "base"), ("strong", str(tmp_path / "b"), "tuned")],
                          tmp_path / "cmp")
     assert "| eng_Latn-deu_Latn |" in md and "| **mean** |" in md
+    assert "| eng_Latn-deu_Latn | 0.50 / 1.00 / 0.25 | 0.50 / 1.00 / 0.25 |" in md  # refinement per direction
     doc = json.loads((tmp_path / "cmp.json").read_text())
     test = doc["paired_chrf"]["systems"]["strong"]
     assert doc["paired_chrf"]["sentences"] == 24

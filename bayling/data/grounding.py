@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 
 __all__ = ["change_number", "corrupt", "drop_terms", "pick_terms", "preserved_items", "script_of"]
 
 # Scripts written without spaces between words.
 UNSPACED = frozenset({"Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
-_EDGE = "\"'`.,;:!?()[]{}<>«»“”„‘’‚‹›「」『』（）【】《》，。、！？：；…—–-·¡¿/\\*"
+_EDGE = "\"'`.,;:!?()[]{}<>«»“”„‘’‚‹›「」『』（）【】《》，。、！？：；…—–-·¡¿/\\*।॥"
 _JA_TERM = re.compile(r"[\u4e00-\u9fff々]{2,4}|[\u30a1-\u30faー]{3,8}")
 NUMBER = re.compile(r"[0-9]+(?:[.,:][0-9]+)*")  # a number as written, separators kept
 _NUMBER = NUMBER
@@ -48,7 +49,13 @@ def _candidates(text: str, script: str) -> list[str]:
         return []
     least = _MIN_WORD.get(script, _MIN_WORD_DEFAULT)
     words = (w.strip(_EDGE) for w in text.split())
-    return [w for w in words if len(w) >= least and w.replace("-", "").replace("'", "").isalpha()]
+    return [w for w in words if len(w) >= least and _is_word(w.replace("-", "").replace("'", ""))]
+
+
+def _is_word(text: str) -> bool:
+    """Letters, with the combining vowel signs and viramas that Brahmic scripts (Devanagari,
+    Bengali, Tamil...) write inside words: "नेपालको" is a word though str.isalpha says no."""
+    return bool(text) and text[0].isalpha() and all(c.isalpha() or unicodedata.category(c) in ("Mn", "Mc") for c in text)
 
 
 def pick_terms(reference: str, script: str, rng: random.Random, absent_from: str | None = None,

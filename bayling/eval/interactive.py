@@ -174,8 +174,8 @@ def score_sessions(sessions: Sequence[dict[str, Any]], replies: Sequence[Sequenc
         prev = None
         for n, (turn, reply) in enumerate(zip(s["turns"], rs), 1):
             kind = turn["kind"]
-            rec: dict[str, Any] = {"session": s.get("id"), "turn": n, "kind": kind, "tgt_lang": s["tgt_lang"],
-                                   "on_target": is_on_target(reply, s["tgt_lang"])}
+            rec: dict[str, Any] = {"session": s.get("id"), "turn": n, "kind": kind, "src_lang": s.get("src_lang"),
+                                   "tgt_lang": s["tgt_lang"], "on_target": is_on_target(reply, s["tgt_lang"])}
             if kind == "constraint":
                 rec["constraint_ok"] = all(t in reply for t in turn.get("terms", []))
             if required and kind != "constraint":

@@ -30,7 +30,7 @@ PRIMARY = (
 )
 LOWER_IS_BETTER = {"ter", "off_target_rate", "loss_rate"}
 _COUNTS = {"n", "nrefs", "judged", "unjudged", "off_target", "terms", "wins", "losses", "ties", "turns", "sessions",
-           "unparsed", "failed", "retried", "inconsistent", "macro_average_over"}
+           "unparsed", "failed", "retried", "inconsistent", "macro_average_over", "refinement_sessions"}
 
 Run = tuple[str, dict[str, Any]]
 
@@ -315,6 +315,18 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
                       ("refinement_changed", "2nd turn changed the translation")):
         vals = [loaded[l].get(key) for l in labels]
         lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    if any("constraint_inclusion" in d for r in loaded.values() for d in r["breakdown"]["direction"].values()):
+        lines += ["", "Refinement per direction (2nd turn: term included / in the target language / changed; "
+                  "sessions whose first answer already had every reference word have no 2nd turn):", "",
+                  "| direction | " + " | ".join(f"{l} incl. / on-target / changed" for l in labels) + " |",
+                  "|---|" + "---|" * len(labels)]
+
+        def rcell(d: dict) -> str:
+            vals = [d.get(k) for k in ("constraint_inclusion", "refinement_on_target", "refinement_changed")]
+            return "-" if vals[0] is None else " / ".join("-" if v is None else f"{v:.2f}" for v in vals)
+
+        for d in dirs:
+            lines.append(f"| {d} | " + " | ".join(rcell(loaded[l]["breakdown"]["direction"].get(d, {})) for l in labels) + " |")
     paired = paired_chrf(loaded)
     if paired:
         base = labels[0]

@@ -68,6 +68,9 @@ def evaluate_system(engine: Any, prompt: str, pairs: Sequence[Any], shots: Seque
     constraint = inter["breakdown"]["turn_kind"].get("constraint", {})
     directions = tr.get("breakdown", {}).get("direction") or {
         tr["direction"]: {"chrf": tr["chrf"], "bleu": tr["bleu"], "off_target_rate": tr.get("off_target_rate")}}
+    directions = {k: dict(d) for k, d in directions.items()}
+    for k, rates in _refinement_by_direction(inter["turns_detail"]).items():
+        directions.setdefault(k, {}).update(rates)
     return {
         "chrf": tr["chrf"], "bleu": tr["bleu"], "off_target_rate": tr.get("off_target_rate"),
         "max_new_tokens_rate": tr["max_new_tokens_rate"], "source_copy_rate": tr["source_copy_rate"],
@@ -75,12 +78,50 @@ def evaluate_system(engine: Any, prompt: str, pairs: Sequence[Any], shots: Seque
         "refinement_on_target": constraint.get("on_target_rate"),
         "refinement_changed": constraint.get("changed_rate"),
         "prompt": prompt,
-        "breakdown": {"direction": {k: dict(d) for k, d in directions.items()}},
+        "breakdown": {"direction": directions},
         "examples": [{"src": e["src"], "ref": e["tgt"], "hyp": e["hyp"], "direction": f"{e['src_lang']}-{e['tgt_lang']}"}
                      for e in tr["examples"]],
-        "refinement_examples": [{"turns": [t["user"] for t in s["turns"]], "replies": s["replies"]}
-                                for s in inter["transcripts"][:4]],
+        "refinement_examples": [_refinement_example(s, recs) for s, recs in _by_session(inter)],
     }
+
+
+REFINEMENT_RATES = (("constraint_ok", "constraint_inclusion"), ("on_target", "refinement_on_target"),
+                    ("changed", "refinement_changed"))
+
+
+def _refinement_by_direction(turns: list[dict]) -> dict[str, dict[str, float]]:
+    """The refinement (constraint) turns' rates per direction, named as the system-level ones."""
+    by: dict[str, list[dict]] = {}
+    for t in turns:
+        if t["kind"] == "constraint":
+            by.setdefault(f"{t['src_lang']}-{t['tgt_lang']}", []).append(t)
+    out = {}
+    for d, recs in by.items():
+        row: dict[str, float] = {"refinement_sessions": len(recs)}
+        for check, name in REFINEMENT_RATES:
+            vals = [r[check] for r in recs if r.get(check) is not None]
+            if vals:
+                row[name] = sum(vals) / len(vals)
+        out[d] = row
+    return out
+
+
+def _by_session(inter: dict):
+    """(transcript, its turns' checks) for every session, in order."""
+    turns = iter(inter["turns_detail"])
+    for s in inter["transcripts"]:
+        yield s, [next(turns) for _ in zip(s["turns"], s["replies"])]
+
+
+def _refinement_example(session: dict, recs: list[dict]) -> dict:
+    """One session as a report shows it: the direction, the turns, the replies and the follow-up's checks."""
+    follow = next((r for r in recs if r["kind"] == "constraint"), None)
+    ex = {"direction": f"{session.get('src_lang')}-{session['tgt_lang']}", "ref": session.get("ref"),
+          "turns": [t["user"] for t in session["turns"]], "replies": session["replies"]}
+    if follow is not None:
+        ex["terms"] = next(t.get("terms") for t in session["turns"] if t["kind"] == "constraint")
+        ex.update({name: follow.get(check) for check, name in REFINEMENT_RATES})
+    return ex
 
 
 def reference_off_target(examples: list[dict]) -> dict:
