@@ -91,18 +91,16 @@ REFINEMENT_RATES = (("constraint_ok", "constraint_inclusion"), ("on_target", "re
 
 def _refinement_by_direction(turns: list[dict]) -> dict[str, dict[str, float]]:
     """The refinement (constraint) turns' rates per direction, named as the system-level ones."""
+    from bayling.eval.common import mean
+
     by: dict[str, list[dict]] = {}
     for t in turns:
         if t["kind"] == "constraint":
             by.setdefault(f"{t['src_lang']}-{t['tgt_lang']}", []).append(t)
     out = {}
     for d, recs in by.items():
-        row: dict[str, float] = {"refinement_sessions": len(recs)}
-        for check, name in REFINEMENT_RATES:
-            vals = [r[check] for r in recs if r.get(check) is not None]
-            if vals:
-                row[name] = sum(vals) / len(vals)
-        out[d] = row
+        rates = {name: mean(r.get(check) for r in recs) for check, name in REFINEMENT_RATES}
+        out[d] = {"refinement_sessions": len(recs), **{k: v for k, v in rates.items() if v is not None}}
     return out
 
 
