@@ -35,6 +35,7 @@ class DataSource:
     split: str = "dev"
     langs: list[str] | None = None
     limit: int | None = None
+    into_english: float | None = None  # this source's share into English (None: the data section's)
 
 
 @dataclass
@@ -54,6 +55,8 @@ class DataSection(BuildConfig):
     def build_config(self, src: DataSource, path: str, limit: int | None) -> BuildConfig:
         """This section's builder settings for one source."""
         shared = {f.name: getattr(self, f.name) for f in fields(BuildConfig)}
+        if src.into_english is not None:
+            shared["into_english"] = src.into_english
         return BuildConfig(**{**shared, "corpus": path, "split": src.split, "langs": src.langs, "limit": limit,
                               "mode": "teacher" if self.teacher else self.mode})
 

@@ -138,6 +138,22 @@ def test_selection_lines_are_held_out_of_the_training_data(tmp_path):
     assert {(p.src_lang, p.tgt_lang) for p in pairs} == {("eng_Latn", "deu_Latn"), ("zho_Hans", "eng_Latn")}
 
 
+def test_a_source_can_set_its_own_share_into_english(tmp_path):
+    langs = ["eng_Latn", "deu_Latn", "fra_Latn"]
+    r = Recipe.from_dict({"name": "s", "out": str(tmp_path / "s"), "data": {
+        "filter": False, "crosslingual": 0, "into_english": 1.0,
+        "sources": [{"corpus": "sample", "langs": langs, "limit": 30},
+                    {"corpus": "sample", "langs": langs, "limit": 30, "into_english": 0}]}})
+    run_recipe(r, stop_after="data")
+    metas = [json.loads(x)["meta"] for x in (tmp_path / "s" / "convs.jsonl").read_text().splitlines()]
+    first, second = ([m for m in part if "eng_Latn" in (m["src_lang"], m["tgt_lang"])] for part in (metas[:30], metas[30:]))
+    assert len(metas) == 60 and len(first) >= 20 and len(second) >= 20
+    def into(part):  # a tenth of multi-way lines pair two drawn languages, either way
+        return sum(m["tgt_lang"] == "eng_Latn" for m in part) / len(part)
+
+    assert into(first) >= 0.8 and into(second) <= 0.2  # the section's share (1.0), then the source's own (0)
+
+
 def test_bad_recipe_is_named(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("name: x\ndatta: {}\n")
