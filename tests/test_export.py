@@ -61,7 +61,11 @@ def test_shipped_adapter_exports_to_a_gguf_that_answers_like_the_merged_model(tm
     ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
         lm, le, lb = (m(ids).logits[0] for m in (merged, exported, base))
-    assert (le.argmax(-1) == lm.argmax(-1)).float().mean() >= 0.95  # Q8_0 keeps the trained behaviour
+        answers = [tok.decode(m.generate(ids, max_new_tokens=24, do_sample=False)[0, ids.shape[1]:]).split("<end_of_turn>")[0]
+                   for m in (merged, exported)]
+    # Q8_0 keeps the trained behaviour: the same greedy answer (top-1 agreement over the prompt's own
+    # positions is no measure: user-text positions are near-ties, 0.85-0.96 across adapters and prompts)
+    assert answers[0] == answers[1] and "Sonntag" in answers[0]
     assert (le - lm).abs().max() < 0.2 * (lb - lm).abs().max()  # ... and it is not the base's
 
 
