@@ -92,7 +92,7 @@ class Recipe:
     def from_dict(cls, doc: dict) -> "Recipe":
         doc = dict(doc)
         data = dict(doc.pop("data", {}) or {})
-        sources = [DataSource(**s) if isinstance(s, dict) else DataSource(str(s)) for s in data.pop("sources", ["sample"])]
+        sources = [_source(s) for s in data.pop("sources", ["sample"])]
         misplaced = [k for k in PER_SOURCE if k in data]
         if misplaced:
             raise ConfigError(f"recipe data: {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} set per source, "
@@ -109,6 +109,18 @@ class Recipe:
                        **doc)
         except TypeError as err:
             raise ConfigError(f"recipe: {err}") from None
+
+
+def _source(entry: Any) -> DataSource:
+    """One data.sources entry: a corpus name, or a mapping of DataSource fields (unknown ones named)."""
+    if not isinstance(entry, dict):
+        return DataSource(str(entry))
+    known = [f.name for f in fields(DataSource)]
+    unknown = sorted(set(entry) - set(known))
+    if unknown:
+        raise ConfigError(f"recipe data.sources: unknown field(s) {', '.join(unknown)} in {entry} "
+                          f"(known: {', '.join(known)})")
+    return DataSource(**entry)
 
 
 def load_recipe_file(path: str | Path) -> Recipe:

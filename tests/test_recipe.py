@@ -148,6 +148,7 @@ def test_a_source_can_set_its_own_share_into_english(tmp_path):
     metas = [json.loads(x)["meta"] for x in (tmp_path / "s" / "convs.jsonl").read_text().splitlines()]
     first, second = ([m for m in part if "eng_Latn" in (m["src_lang"], m["tgt_lang"])] for part in (metas[:30], metas[30:]))
     assert len(metas) == 60 and len(first) >= 20 and len(second) >= 20
+
     def into(part):  # a tenth of multi-way lines pair two drawn languages, either way
         return sum(m["tgt_lang"] == "eng_Latn" for m in part) / len(part)
 
@@ -158,6 +159,9 @@ def test_bad_recipe_is_named(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("name: x\ndatta: {}\n")
     with pytest.raises(ValueError, match="datta"):
+        load_recipe_file(bad)
+    bad.write_text("name: x\ndata: {sources: [{corpus: sample, into_englsh: 0}]}\n")
+    with pytest.raises(ValueError, match="unknown field.*into_englsh.*known: corpus"):
         load_recipe_file(bad)
     bad.write_text("name: x\neval: {decoding: {no_repeat_ngram: 3}}\n")  # refused at load, not after training
     with pytest.raises(ValueError, match="unknown decoding setting.*no_repeat_ngram"):
