@@ -636,7 +636,7 @@ def test_selection_scores_a_checkpoint_as_the_eval_decodes_it(tiny_model_dir, tm
     from peft import PeftModel, get_peft_model_state_dict
 
     from bayling.corpus import Pair
-    from bayling.eval.translation import score_directions, translate
+    from bayling.eval.translation import failure_rates, score_directions, translate
     from bayling.infer.engine import TransformersEngine
     from bayling.models import load_model
     from bayling.train.select import score_model
@@ -651,8 +651,10 @@ def test_selection_scores_a_checkpoint_as_the_eval_decodes_it(tiny_model_dir, tm
     point = score_model(model, tok, "gemma", pairs, True, 12)
 
     merged, _ = load_model(str(tiny_model_dir), adapter=str(tmp_path / "r"), dtype="bfloat16")
-    hyps = translate(TransformersEngine(merged, tok, "gemma"), pairs, prompt="chat", max_new_tokens=12, progress=False)
+    engine = TransformersEngine(merged, tok, "gemma")
+    hyps = translate(engine, pairs, prompt="chat", max_new_tokens=12, progress=False)
     assert point["chrf"] == round(score_directions(pairs, hyps)["chrf"], 2) and point["n"] == 6
+    assert point["max_new_tokens_rate"] == failure_rates(engine, pairs, hyps, 12)["max_new_tokens_rate"]
     assert isinstance(model, PeftModel) and model.training and next(model.parameters()).dtype == torch.float32
     after = get_peft_model_state_dict(model)
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -74,29 +74,34 @@ def selection_callback(select_set: str | Path, out: str | Path, tokenizer, fmt, 
             if state.best_metric is None or point["chrf"] > state.best_metric:
                 # The Trainer's checkpoint rotation never deletes state.best_model_checkpoint.
                 state.best_metric, state.best_model_checkpoint = point["chrf"], point["checkpoint"]
-            off = point["off_target_rate"]
+            off, loops = point["off_target_rate"], point.get("max_new_tokens_rate")
             print(f"select: step {point['step']} chrF {point['chrf']:.1f} off-target {'-' if off is None else f'{off:.2f}'} "
+                  f"runaways {'-' if loops is None else f'{loops:.2f}'} "
                   f"(best {state.best_metric:.1f} at {Path(state.best_model_checkpoint).name})", flush=True)
 
     return SelectOnDev()
 
 
 def score_model(model, tokenizer, fmt, pairs, bf16: bool, max_new_tokens: int, batch_size: int = BATCH) -> dict:
-    """chrF and off-target rate of the model as it is now, translating `pairs` zero-shot in chat.
+    """chrF, off-target and runaway rates of the model as it is now, translating `pairs` zero-shot in
+    chat (runaways: outputs that ran to `max_new_tokens`, counted as the eval counts them; recorded
+    on the curve, not used to choose).
 
     Decoded the way the eval decodes a saved run (`bayling.models.load_model` with merge): on a copy
     with any LoRA adapter merged, cast to bf16 when `bf16`, with continuous batching. The trained
     model itself is left as it was."""
     import torch
 
-    from bayling.eval.translation import score_directions, translate
+    from bayling.eval.translation import failure_rates, score_directions, translate
     from bayling.infer.engine import TransformersEngine
 
     engine = TransformersEngine(_decoding_copy(model, torch.bfloat16 if bf16 else None), tokenizer, fmt,
                                 batch_size=batch_size, name="select")
     hyps = translate(engine, pairs, prompt="chat", max_new_tokens=max_new_tokens, progress=False)
     scores = score_directions(pairs, hyps)
-    return {"chrf": round(scores["chrf"], 2), "off_target_rate": scores.get("off_target_rate"), "n": len(pairs)}
+    runaways = failure_rates(engine, pairs, hyps, max_new_tokens)["max_new_tokens_rate"]
+    return {"chrf": round(scores["chrf"], 2), "off_target_rate": scores.get("off_target_rate"),
+            "max_new_tokens_rate": runaways, "n": len(pairs)}
 
 
 def _decoding_copy(model, dtype):
