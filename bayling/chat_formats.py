@@ -244,12 +244,15 @@ def render_with_spans(
 
 
 def encode_chat(
-    tokenizer, messages: Sequence[Message], fmt: str | ChatFormat = "auto", term_weight: float = 1.0
+    tokenizer, messages: Sequence[Message], fmt: str | ChatFormat = "auto", term_weight: float = 1.0,
+    unlikelihood: float = 0.0,
 ) -> tuple[list[int], list[int | float]]:
     """Token ids of the rendered chat and a mask that is 1 exactly on assistant tokens (0 elsewhere).
 
     With `term_weight` != 1, the tokens of an assistant message that spell one of its "terms" (the
-    words the user asked that answer to contain) carry that weight instead of 1."""
+    words the user asked that answer to contain) carry that weight instead of 1. With
+    `unlikelihood` > 0, the tokens of an untrained ("weight": 0) assistant message that repeat an
+    earlier 4-gram of that message carry -unlikelihood: the trainer pushes their probability down."""
     validate_messages(messages)
     fmt = get_format(fmt, tokenizer)
     text, spans = render_with_spans(fmt, messages, tokenizer=tokenizer)
@@ -262,17 +265,39 @@ def encode_chat(
         raise ChatFormatError(f"format {fmt.name}: {len(spans)} assistant spans for {len(weights)} assistant messages")
     marked = _term_spans(text, spans, assistant) if term_weight != 1 else []
     mask: list[int | float] = [0] * len(ids)
+    untrained: dict[int, list[int]] = {}  # span -> its token positions, for weight-0 spans
     j = k = 0
     for t, (a, b) in enumerate(enc["offset_mapping"]):
         while j < len(spans) and spans[j][1] <= a:
             j += 1
         if j < len(spans) and a >= spans[j][0] and b <= spans[j][1] and b > a:
             mask[t] = weights[j]
+            if not weights[j]:
+                untrained.setdefault(j, []).append(t)
             while k < len(marked) and marked[k][1] <= a:
                 k += 1
             if weights[j] and k < len(marked) and marked[k][0] < b:  # the token overlaps a term
                 mask[t] = term_weight
+    if unlikelihood:
+        for positions in untrained.values():
+            for i in repeated_ngram_ends([ids[t] for t in positions], UNLIKELIHOOD_N):
+                mask[positions[i]] = -unlikelihood
     return ids, mask
+
+
+UNLIKELIHOOD_N = 4  # Welleck et al. (2019) use 4-grams for sequence-level unlikelihood
+
+
+def repeated_ngram_ends(ids: Sequence[int], n: int) -> list[int]:
+    """Indices i whose n-gram ids[i-n+1 : i+1] already occurred earlier (starting before i-n+1)."""
+    seen: set[tuple[int, ...]] = set()
+    found = []
+    for i in range(n - 1, len(ids)):
+        gram = tuple(ids[i - n + 1 : i + 1])
+        if gram in seen:
+            found.append(i)
+        seen.add(gram)
+    return found
 
 
 def _term_spans(text: str, spans: list[tuple[int, int]], assistant: Sequence[Message]) -> list[tuple[int, int]]:

@@ -127,6 +127,100 @@ def test_term_weight_scales_those_tokens_in_the_loss(tiny_model_dir, tiny_tokeni
         torch.testing.assert_close(trainer.compute_loss(model, unweighted), ce.mean(), atol=1e-5, rtol=1e-5)
 
 
+def test_repeated_ngram_ends_are_the_tokens_that_repeat_a_4gram():
+    from bayling.chat_formats import repeated_ngram_ends
+
+    assert repeated_ngram_ends([1, 2, 3, 4, 5, 6], 4) == []
+    # 1 2 3 1 2 3 1: the 4-gram (1 2 3 1) first ends at index 3, again at index 6
+    assert repeated_ngram_ends([1, 2, 3, 1, 2, 3, 1, 2], 4) == [6, 7]
+    assert repeated_ngram_ends([7, 7, 7, 7, 7, 7], 4) == [4, 5]
+    assert repeated_ngram_ends([7, 7, 7], 4) == []
+
+
+def _looping_draft_record():
+    loop = "wa mtaa " * 12
+    msgs = [{"role": "user", "content": "Translate into Swahili: the street children play."},
+            {"role": "assistant", "content": "Watoto " + loop.strip(), "weight": 0},
+            {"role": "user", "content": "You repeated yourself; please translate it properly."},
+            {"role": "assistant", "content": "Watoto wa mtaani wanacheza wa mtaa wa mtaa wa mtaa wa mtaa."}]
+    return {"messages": msgs}
+
+
+def test_unlikelihood_marks_only_the_drafts_repeated_4grams(tiny_tokenizer, tmp_path):
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps(_looping_draft_record()) + "\n")
+    read = lambda: read_conversations(path)  # noqa: E731
+    plain, _ = tokenize_conversations(read(), tiny_tokenizer, get_format("gemma"), 512)
+    (ex,), stats = tokenize_conversations(read(), tiny_tokenizer, get_format("gemma"), 512, unlikelihood=0.5)
+    assert plain[0].weights is None
+    negative = [i for i, w in enumerate(ex.weights) if w < 0]
+    assert negative and {ex.weights[i] for i in negative} == {-0.5}
+    assert stats.unlikelihood_tokens == len(negative)
+    # The same tokens as plain SFT are trained positively (the answer, repeats and all: weight 1)...
+    assert [lab if w > 0 else IGNORE for lab, w in zip(ex.labels, ex.weights)] == plain[0].labels
+    assert stats.assistant_tokens == sum(lab != IGNORE for lab in plain[0].labels)
+    # ...and the unlikelihood tokens lie in the draft, once the loop has begun, labelled with themselves.
+    draft = tiny_tokenizer.decode([ex.input_ids[i] for i in range(len(ex.input_ids))][: negative[-1] + 1])
+    assert draft.rstrip().endswith("mtaa") and "please translate" not in draft
+    assert all(ex.labels[i] == ex.input_ids[i] for i in negative)
+    first = tiny_tokenizer.decode(ex.input_ids[: negative[0]])
+    assert first.count("wa mtaa") >= 1 and "Watoto" in first  # nothing before the loop began
+
+
+def test_unlikelihood_loss_is_minus_log_one_minus_p(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Negative weights -a add a * -log(1 - p(token)); the sum is divided by all labelled tokens."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from bayling.train.trainer import _sft_trainer_class
+
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps(_looping_draft_record()) + "\n")
+    (ex,), _ = tokenize_conversations(read_conversations(path), tiny_tokenizer, get_format("chatml"), 512,
+                                      unlikelihood=2.0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    trainer = _sft_trainer_class()(model=model, args=TrainingArguments(str(tmp_path / "o"), use_cpu=True,
+                                                                       report_to=[]))
+    batch = Collator(tiny_tokenizer.pad_token_id, packed=True)([pack([ex], 512)[0]])
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        logp = model(input_ids=batch["input_ids"]).logits[0, :-1].float().log_softmax(-1)
+        target, w = batch["labels"][0, 1:], batch["loss_weights"][0, 1:]
+        keep = target != IGNORE
+        p = logp[keep].gather(-1, target[keep, None])[:, 0].exp()
+        w = w[keep]
+        assert (w < 0).any() and (w > 0).any()
+        expected = torch.where(w < 0, -torch.log1p(-p) * -w, -p.log() * w).sum() / keep.sum()
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_unlikelihood_lowers_the_loops_probability(tiny_model_dir, tmp_path):
+    """A few steps with unlikelihood make the draft's looping continuation less likely than plain SFT does."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data = tmp_path / "u.jsonl"
+    data.write_text("".join(json.dumps(_looping_draft_record()) + "\n" for _ in range(8)))
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    def loop_logprob(folder):
+        model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        ex = tokenize_conversations(read_conversations(data), tok, get_format("gemma"), 512, unlikelihood=1.0)[0][0]
+        ids = torch.tensor([ex.input_ids])
+        with torch.no_grad():
+            logp = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        marked = [i for i, w in enumerate(ex.weights) if w < 0]
+        return sum(logp[i - 1, ex.input_ids[i]].item() for i in marked) / len(marked)
+
+    scores = {}
+    for ul in (0.0, 4.0):
+        out = tmp_path / f"o{ul}"
+        train(TrainConfig(data=str(data), out=str(out), model=str(tiny_model_dir), chat_format="gemma", method="full",
+                          max_steps=24, batch_size=2, lr=1e-1, max_len=256, unlikelihood=ul, seed=1, save_steps=100))
+        scores[ul] = loop_logprob(out)
+    # The answer repeats "wa mtaa" too, so plain SFT makes the draft's loop likelier than at the start;
+    # with unlikelihood it ends less likely than with plain SFT (an identical run otherwise).
+    assert scores[4.0] < scores[0.0] - 0.05, scores
+
+
 def test_sharegpt_and_alpaca_layouts():
     assert to_messages({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}) == [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]

@@ -26,6 +26,8 @@ def train_command(
     save_steps: Optional[int] = typer.Option(None, help="Checkpoint every N steps."),
     term_weight: Optional[float] = typer.Option(None, help="Loss weight of answer tokens that spell a word the user asked for "
                                                 "(the builder's meta.expect terms). [default: 1]"),
+    unlikelihood: Optional[float] = typer.Option(None, help="Unlikelihood coefficient on the repeated 4-grams of "
+                                                 "untrained (weight 0) draft answers. [default: 0: off]"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
     seed: Optional[int] = typer.Option(None),
@@ -38,6 +40,7 @@ def train_command(
         data=data, out=out, model=model, chat_format=chat_format, method=method, max_steps=max_steps,
         epochs=epochs, max_len=max_len, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
         packing=packing, save_steps=save_steps, seed=seed, term_weight=term_weight,
+        unlikelihood=unlikelihood,
     ).items() if v is not None}
     if resume:
         given["resume"] = True

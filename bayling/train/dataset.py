@@ -29,7 +29,8 @@ class TrainDataError(BaylingError, ValueError):
 class Example:
     input_ids: list[int]
     labels: list[int]
-    weights: list[float] | None = None  # per-token loss weights (term_weight); None: all 1
+    # Per-token loss weights (term_weight; negative: unlikelihood with that coefficient); None: all 1.
+    weights: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -44,11 +45,13 @@ class Stats:
     assistant_tokens: int = 0
     tokens: int = 0
     term_tokens: int = 0  # trained tokens weighted term_weight
+    unlikelihood_tokens: int = 0  # draft tokens trained by unlikelihood (negative weight)
 
     def as_dict(self) -> dict:
         return {"read": self.read, "kept": self.kept, "truncated_at_turn_boundary": self.truncated,
                 "dropped": dict(self.dropped), "tokens": self.tokens, "assistant_tokens": self.assistant_tokens,
-                **({"term_tokens": self.term_tokens} if self.term_tokens else {})}
+                **({"term_tokens": self.term_tokens} if self.term_tokens else {}),
+                **({"unlikelihood_tokens": self.unlikelihood_tokens} if self.unlikelihood_tokens else {})}
 
 
 def to_messages(record: dict) -> list[dict]:
@@ -128,14 +131,14 @@ def _reason(err: Exception) -> str:
 
 
 def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int,
-         term_weight: float = 1.0) -> tuple[list[int], list, bool] | None:
+         term_weight: float = 1.0, unlikelihood: float = 0.0) -> tuple[list[int], list, bool] | None:
     """Encode; if too long, drop whole trailing turns until it fits (never cut an assistant turn)."""
-    ids, mask = encode_chat(tokenizer, messages, fmt, term_weight)
+    ids, mask = encode_chat(tokenizer, messages, fmt, term_weight, unlikelihood)
     if len(ids) <= max_len:
         return ids, mask, False
     ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
     for end in reversed(ends[:-1]):
-        ids, mask = encode_chat(tokenizer, messages[:end], fmt, term_weight)
+        ids, mask = encode_chat(tokenizer, messages[:end], fmt, term_weight, unlikelihood)
         if len(ids) <= max_len:
             return ids, mask, True
     return None
@@ -143,10 +146,11 @@ def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int,
 
 def tokenize_conversations(
     records: Iterable[tuple[str, list[dict] | Exception]], tokenizer, fmt: ChatFormat, max_len: int,
-    on_error=None, term_weight: float = 1.0,
+    on_error=None, term_weight: float = 1.0, unlikelihood: float = 0.0,
 ) -> tuple[list[Example], Stats]:
     """Trainable examples and what was dropped. `term_weight`: the loss weight of the tokens that
-    spell a word the user asked an answer to contain (1: every trained token counts the same)."""
+    spell a word the user asked an answer to contain (1: every trained token counts the same).
+    `unlikelihood`: the coefficient on a draft's repeated 4-grams (TrainConfig.unlikelihood)."""
     stats = Stats()
     examples = []
     for origin, messages in records:
@@ -170,7 +174,7 @@ def tokenize_conversations(
         if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
             stats.dropped["no trained assistant turn"] += 1
             continue
-        fitted = _fit(tokenizer, messages, fmt, max_len, term_weight)
+        fitted = _fit(tokenizer, messages, fmt, max_len, term_weight, unlikelihood)
         if fitted is None:
             stats.dropped["longer than max_len"] += 1
             continue
@@ -181,6 +185,7 @@ def tokenize_conversations(
         examples.append(Example(ids, labels, [float(m) for m in mask] if weighted else None))
         stats.kept += 1
         stats.tokens += len(ids)
-        stats.assistant_tokens += sum(1 for m in mask if m)
-        stats.term_tokens += sum(1 for m in mask if m not in (0, 1))
+        stats.assistant_tokens += sum(1 for m in mask if m > 0)
+        stats.term_tokens += sum(1 for m in mask if m > 0 and m != 1)
+        stats.unlikelihood_tokens += sum(1 for m in mask if m < 0)
     return examples, stats

@@ -70,6 +70,11 @@ class TrainConfig:
     # Loss weight of the answer tokens that spell a word the user asked for ("make sure it uses X":
     # the builder's meta.expect terms); 1: every trained token counts the same.
     term_weight: float = 1.0
+    # Unlikelihood on an untrained (weight-0) assistant turn's own loops: every token of it that
+    # completes a 4-gram already earlier in that turn is trained with -log(1 - p) times this
+    # coefficient (Welleck et al. 2019). The turn is a model's draft, so these are the positions
+    # where that model's greedy continuation repeats itself. 0: drafts are context only.
+    unlikelihood: float = 0.0
     tensorboard: bool = False
     resume: bool = False
     torch_threads: int | None = None
@@ -78,6 +83,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.term_weight < 0:
             raise ConfigError(f"term_weight must be >= 0, got {self.term_weight}")
+        if self.unlikelihood < 0:
+            raise ConfigError(f"unlikelihood must be >= 0, got {self.unlikelihood}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -115,6 +122,7 @@ def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stat
     examples, stats = tokenize_conversations(
         read_conversations(cfg.data), tokenizer, fmt, cfg.max_len,
         on_error=lambda origin, err: errors.append(str(err)), term_weight=cfg.term_weight,
+        unlikelihood=cfg.unlikelihood,
     )
     if not examples:
         detail = f"; first problem: {errors[0]}" if errors else ""
@@ -159,7 +167,10 @@ def _sft_trainer_class():
             logits = torch.tanh(logits / softcap) * softcap
         if token_weights is None:
             return F.cross_entropy(logits, target, reduction="sum")
-        return (F.cross_entropy(logits, target, reduction="none") * token_weights).sum()
+        nll = F.cross_entropy(logits, target, reduction="none")
+        # A negative weight -a is unlikelihood: a * -log(1 - p(target)), with p = exp(-nll).
+        unlikely = -torch.log1p(-torch.exp(-nll).clamp(max=1 - 1e-6))
+        return torch.where(token_weights < 0, unlikely, nll).mul(token_weights.abs()).sum()
 
     class SFTTrainer(Trainer):
         """The LM head and cross-entropy run only on trained tokens, in checkpointed chunks.
@@ -170,7 +181,9 @@ def _sft_trainer_class():
         labelled positions, `chunk` at a time, recomputed in backward instead of stored. The loss
         is the same token-mean cross-entropy (a test checks it against transformers' own). With
         per-token `loss_weights` (TrainConfig.term_weight) each token's cross-entropy is scaled by
-        its weight and the sum still divided by the number of trained tokens.
+        its weight and the sum still divided by the number of trained tokens; a negative weight
+        (TrainConfig.unlikelihood) makes that token's term unlikelihood instead, and it counts as
+        one more token in that divisor.
         """
 
         loss_is_scaled_for_ga = True
