@@ -15,7 +15,7 @@ import bayling
 from bayling.corpus import read_flores_multiway
 from bayling.data.build import BuildConfig, build_conversations, parse_shard, plan_conversations
 from bayling.data.cli import app
-from bayling.data.grounding import change_number, corrupt, drop_terms, pick_terms, preserved_items
+from bayling.data.grounding import change_number, corrupt, drop_terms, edit_in_terms, pick_terms, preserved_items
 from bayling.data.names import INSTRUCTION_LANGS, language_name
 from bayling.data.records import Unit
 from bayling.data.sampling import LanguageSampler, language_weights
@@ -296,7 +296,26 @@ def test_draft_helpers_name_real_differences():
     assert change_number(ref, "No numbers here.", rng) is None
 
 
-def _engine_draft_sessions(lines, draft_of) -> list:
+def test_edit_in_terms_post_edits_the_draft_only_where_it_aligns():
+    ref = "This letter must be legalized by the Ministry of Foreign Affairs, and comply with certain requirements."
+    draft = "This letter should be recognized by the Ministry of Foreign Affairs and meet certain requirements."
+    edited = edit_in_terms(draft, ref, ("comply",), "Latn")
+    # Only the stretch between the shared words around the term changes; the rest is the draft's.
+    assert edited == "This letter should be recognized by the Ministry of Foreign Affairs and comply with certain requirements."
+    # Nothing shared around the term, a looping draft, or one far longer than the reference: no edit.
+    assert edit_in_terms("Completely unrelated words here.", ref, ("comply",), "Latn") is None
+    loop = "This letter and meet certain and meet certain and meet certain requirements."
+    assert edit_in_terms(loop, ref, ("comply",), "Latn") is None
+    assert edit_in_terms(draft * 3, ref, ("comply",), "Latn") is None
+    # A term the draft would need a long rewrite for is left to the reference.
+    assert edit_in_terms("This letter requirements.", ref, ("legalized",), "Latn") is None
+    # Unspaced scripts align characters; two terms are edited in one after the other.
+    zh_ref, zh_draft = "他指出，美国持续打压，实施制裁。", "他指出，美国继续打压，采取制裁。"
+    assert edit_in_terms(zh_draft, zh_ref, ("持续",), "Hans") == "他指出，美国持续打压，采取制裁。"
+    assert edit_in_terms(zh_draft, zh_ref, ("持续", "实施"), "Hans") == zh_ref
+
+
+def _engine_draft_sessions(lines, draft_of, **kw) -> list:
     from bayling.data.sessions import _refine_engine_draft  # noqa: F401  (the path under test)
 
     sampler = LanguageSampler(language_weights(lines[1]))
@@ -304,7 +323,7 @@ def _engine_draft_sessions(lines, draft_of) -> list:
     for no in range(1, 25):
         unit = Unit(f"x:{no}#0", f"x:{no}", lines[no], None, None)
         plan = plan_refine_session(unit, random.Random(no), sampler, multi_turn=1.0,
-                                   drafts=lambda s, t, src, ref: draft_of(src, ref, t))
+                                   drafts=lambda s, t, src, ref: draft_of(src, ref, t), **kw)
         plans.append((plan, lines[no]))
     return plans
 
@@ -327,6 +346,23 @@ def test_engine_drafts_get_follow_ups_naming_their_real_flaws(lines):
             if fix.kind == "format":
                 assert all(n in ref and n not in plan.turns[0].answer for n in fix.expect["terms"])
     assert kinds["terminology"] > 0
+    # With term edits, a terminology fix is the draft with the terms edited in where it aligns, else the
+    # reference; everything else about the sessions (the random choices included) is as without.
+    def one_word_off(src, ref, tgt):
+        words = ref.split()
+        return " ".join(["So,"] + words[:-2] + ["something"] + words[-1:]) if len(words) > 4 else ref[: len(ref) // 2]
+
+    plain = _engine_draft_sessions(lines, one_word_off)
+    edited = _engine_draft_sessions(lines, one_word_off, term_edits=True)
+    kinds = Counter()
+    for (a, texts), (b, _) in zip(plain, edited):
+        assert [t.kind for t in a.turns] == [t.kind for t in b.turns] and a.turns[0] == b.turns[0]
+        if len(b.turns) > 1 and b.turns[1].kind == "terminology" and b.turns[0].weight == 0:
+            fix, draft, ref = b.turns[1], b.turns[0].answer, texts[b.tgt_lang]
+            assert a.turns[1].answer == ref and all(t in fix.answer for t in fix.expect["terms"])
+            assert fix.answer in (ref, edit_in_terms(draft, ref, tuple(fix.expect["terms"]), b.tgt_lang[-4:]))
+            kinds["edited" if fix.answer != ref else "reference"] += 1
+    assert kinds["edited"] > 0
     # A perfect draft has nothing to fix: the session falls back to a reference-made flaw, and the
     # draft shown is never the reference itself.
     for plan, texts in _engine_draft_sessions(lines, lambda src, ref, tgt: ref):

@@ -42,6 +42,7 @@ class BuildConfig:
     into_english: float = 0.5  # refine: share of English-centric pairs translated into English
     crosslingual: float = 0.1  # share of units that become cross-lingual tasks (multi-way corpora)
     constrained: float = 0.0  # refine: share of single-turn requests that also name reference terms
+    term_edits: bool = False  # refine: a terminology fix of a model's draft is the draft post-edited where it aligns
     temperature: float = 5.0  # language sampling temperature
     lang_sizes: dict[str, float] | None = None  # relative data size per language (default: built-in tiers)
     system: str = ""
@@ -135,7 +136,7 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig, drafts: Ca
         if plan is None and cfg.mode == "reference" and cfg.sessions == "refine":
             plan = plan_refine_session(unit, rng, sampler, multi_turn=cfg.multi_turn, into_english=cfg.into_english,
                                        max_turns=cfg.max_turns, system=cfg.system, drafts=drafts,
-                                       constrained=cfg.constrained)
+                                       constrained=cfg.constrained, term_edits=cfg.term_edits)
         elif plan is None:
             plan = plan_session(unit, rng, sampler, cfg.mode, cfg.max_turns, cfg.system)
         if plan is not None:

@@ -40,6 +40,9 @@ def build(
     multi_turn: float = typer.Option(_DEFAULTS.multi_turn, min=0.0, max=1.0, help="refine: share of multi-turn sessions."),
     constrained: float = typer.Option(_DEFAULTS.constrained, min=0.0, max=1.0,
                                       help="refine: share of single-turn requests that also name reference terms."),
+    term_edits: bool = typer.Option(_DEFAULTS.term_edits, "--term-edits/--no-term-edits",
+                                    help="refine: answer a terminology request about a model's draft with that draft "
+                                         "post-edited to use the terms where it aligns with the reference."),
     into_english: float = typer.Option(_DEFAULTS.into_english, min=0.0, max=1.0,
                                        help="refine: share of English-centric pairs translated into English."),
     crosslingual: float = typer.Option(_DEFAULTS.crosslingual, min=0.0, max=1.0,
@@ -76,7 +79,7 @@ def build(
     cfg = BuildConfig(
         corpus=corpus, split=split, langs=None if langs in (None, "", "all") else langs.split(","), limit=limit,
         seed=seed, mode=mode, per_line=per_line, max_turns=max_turns, crosslingual=crosslingual,
-        sessions=sessions, multi_turn=multi_turn, into_english=into_english, constrained=constrained, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
+        sessions=sessions, multi_turn=multi_turn, into_english=into_english, constrained=constrained, term_edits=term_edits, temperature=temperature, lang_sizes=read_lang_sizes(lang_sizes) if lang_sizes else None, system=system,
         shard=parse_shard(shard) if shard else (0, 1),
     )
     start = time.perf_counter()

@@ -9,11 +9,12 @@ assistant says). Patterns are compiled once at import; nothing here calls a mode
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 import unicodedata
 
-__all__ = ["change_number", "corrupt", "drop_terms", "pick_terms", "preserved_items", "script_of"]
+__all__ = ["change_number", "corrupt", "drop_terms", "edit_in_terms", "pick_terms", "preserved_items", "script_of"]
 
 # Scripts written without spaces between words.
 UNSPACED = frozenset({"Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
@@ -82,6 +83,57 @@ def drop_terms(reference: str, terms: tuple[str, ...], script: str) -> str | Non
             draft = re.sub(rf"(^|\s){re.escape(term)}(?=[\s{re.escape(_EDGE)}]|$)\s?", r"\1", draft, count=1)
     draft = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", draft)).strip()
     return draft if draft and draft != reference and all(t not in draft for t in terms) else None
+
+
+def edit_in_terms(draft: str, reference: str, terms: tuple[str, ...], script: str, slack: int = 3) -> str | None:
+    """The draft post-edited to use `terms`: for each, the stretch between the nearest words the
+    draft shares with the reference on either side of the term is replaced by the reference's
+    stretch there, and the rest of the draft is kept. None when the draft does not align around a
+    term (the replaced stretch would be more than the term and `slack` words, twice that in
+    characters for unspaced scripts), when the draft loops (a repeated word 4-gram) or is much longer
+    than the reference: then only the reference answers the request."""
+    unspaced = script in UNSPACED
+    if len(draft) > 1.5 * len(reference) + 20 or (not unspaced and _loops(draft.split())):
+        return None
+    out = draft.strip()
+    for term in terms:
+        out = _edit_in(out, reference.strip(), term, unspaced, slack)
+        if out is None:
+            return None
+    return out if out != draft.strip() else None
+
+
+def _loops(words: list[str], n: int = 4) -> bool:
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def _edit_in(draft: str, reference: str, term: str, unspaced: bool, slack: int) -> str | None:
+    d, r = (list(draft), list(reference)) if unspaced else (draft.split(), reference.split())
+    if unspaced:
+        start = reference.find(term)
+        end, size, least, slack = start + len(term), len(term), 2, 2 * slack
+    else:
+        start = next((k for k, w in enumerate(r) if w.strip(_EDGE) == term), -1)
+        end, size, least = start + 1, 1, 1
+    if start < 0:
+        return None
+    # Shared stretches (draft start, reference start, size), cut back to what lies wholly before or after the term.
+    before, after = [], []
+    for a, b, n in difflib.SequenceMatcher(None, d, r, autojunk=False).get_matching_blocks():
+        if b < start and min(n, start - b) >= least:
+            before.append((a + min(n, start - b), b + min(n, start - b)))  # where it ends
+        skip = max(0, end - b)
+        if b + n > end and n - skip >= least:
+            after.append((a + skip, b + skip))  # where it starts
+    if not before and not after:
+        return None
+    d1, r1 = before[-1] if before else (0, 0)
+    d2, r2 = after[0] if after else (len(d), len(r))
+    if d2 < d1 or r2 - r1 > size + slack or d2 - d1 > r2 - r1 + slack:
+        return None
+    out = ("" if unspaced else " ").join(d[:d1] + r[r1:r2] + d[d2:])
+    return out if term in out else None
 
 
 def change_number(reference: str, source: str, rng: random.Random) -> tuple[str, str] | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from bayling.data.grounding import change_number, corrupt, drop_terms, pick_terms, preserved_items, script_of
+from bayling.data.grounding import change_number, corrupt, drop_terms, edit_in_terms, pick_terms, preserved_items, script_of
 from bayling.data.names import INSTRUCTION_LANGS, join_terms, language_name
 from bayling.data.records import Plan, Turn, Unit, expect, length_of
 from bayling.data.sampling import LanguageSampler
@@ -220,7 +220,7 @@ ENGLISH = "eng_Latn"
 def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, *, multi_turn: float = 0.4,
                         into_english: float = 0.5, max_turns: int = 3, system: str = "",
                         drafts: Callable[[str, str, str, str], str | None] | None = None,
-                        constrained: float = 0.0) -> Plan | None:
+                        constrained: float = 0.0, term_edits: bool = False) -> Plan | None:
     """A translation conversation: usually one turn; with probability `multi_turn` a flawed draft
     (weight 0) and the user's correction, or a translation and a third language. A share
     `constrained` of the single-turn ones asks for reference words in the first request
@@ -228,7 +228,9 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
 
     `drafts(src, tgt, source, reference)` gives a model's own translation when there is one
     (bayling.data.drafts); the follow-up then names a real flaw of it. Without one, or when that
-    draft has none to name, the draft is the reference with one flaw made in it."""
+    draft has none to name, the draft is the reference with one flaw made in it. With `term_edits`,
+    a terminology fix of a model's draft is that draft post-edited to use the terms where it aligns
+    with the reference around them (grounding.edit_in_terms), else the reference."""
     direction = _direction(unit, rng, sampler, into_english)
     if direction is None:
         return None
@@ -243,7 +245,7 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
         refined = None
         if rng.random() < 0.8:
             engine_draft = drafts(src, tgt, source, ref) if drafts is not None else None
-            refined = (_refine_engine_draft(s, engine_draft) if engine_draft is not None else None) or _refine(s)
+            refined = (_refine_engine_draft(s, engine_draft, term_edits) if engine_draft is not None else None) or _refine(s)
         if refined is not None:
             draft, fix = refined
             turns = [Turn("translate", first, draft, expect(None), weight=0), fix]
@@ -295,7 +297,7 @@ def _refine(s: _Session) -> tuple[str, Turn] | None:
 ENGINE_KINDS = {"terminology": 0.5, "format": 0.2, "error_report": 0.3}
 
 
-def _refine_engine_draft(s: _Session, draft: str) -> tuple[str, Turn] | None:
+def _refine_engine_draft(s: _Session, draft: str, term_edits: bool = False) -> tuple[str, Turn] | None:
     """(draft, follow-up) for a real flaw of a model's draft; None when it has none we can name."""
     from bayling.data.grounding import NUMBER
     from bayling.languages import is_on_target
@@ -311,7 +313,8 @@ def _refine_engine_draft(s: _Session, draft: str) -> tuple[str, Turn] | None:
     terms = pick_terms(s.ref, script_of(s.tgt), s.rng, absent_from=draft)
     if terms:
         user = render("terminology", s.lang, s.rng, terms=join_terms(terms, s.lang))
-        options["terminology"] = (draft, Turn("terminology", user, s.ref, expect(s.tgt, terms, s.src_len)))
+        edited = edit_in_terms(draft, s.ref, terms, script_of(s.tgt)) if term_edits else None
+        options["terminology"] = (draft, Turn("terminology", user, edited or s.ref, expect(s.tgt, terms, s.src_len)))
     numbers = tuple(n for n in dict.fromkeys(NUMBER.findall(s.source)) if n in s.ref and n not in draft)
     if numbers:
         user = render("format", s.lang, s.rng)
