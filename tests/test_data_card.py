@@ -34,3 +34,24 @@ def test_card_counts_and_plot(tmp_path):
     assert stats.conversations == n == 96
     assert sum(stats.turns.values()) == n and set(stats.turns) <= {1, 2, 3, 4, 5}
     assert stats.kinds["translate"] + stats.tasks["crosslingual"] == n
+
+
+def test_trained_text_counts_copies_partial_copies_and_repeats():
+    from bayling.data.card import TrainedText
+
+    draft = "The committee met on Monday in Stockholm to discuss the prize."
+    edited = "The committee met on Monday in Stockholm to announce the prize."
+    fresh = "On Monday the Nobel committee gathered and announced the award."
+    t = TrainedText()
+    for answer in (draft, edited, fresh):
+        t.add({"messages": [{"role": "user", "content": "Translate: ..."},
+                            {"role": "assistant", "content": draft, "weight": 0},
+                            {"role": "user", "content": "Make sure it uses 'announce'."},
+                            {"role": "assistant", "content": answer}]})
+    d = t.as_dict()
+    assert t.chars == len(draft) + len(edited) + len(fresh)  # weight-0 drafts are not trained text
+    assert t.copied == len(draft) and t.repeated_followups == 1 and t.followups == 3
+    # The whole repeated draft, plus the stretch the edit keeps ("The committee ... Stockholm to "); no
+    # stretch of the fresh answer shares 20 characters with the draft (" the prize." is too short).
+    assert t.reused == len(draft) + len("The committee met on Monday in Stockholm to ")
+    assert d["reused_share"] == round(t.reused / t.chars, 4) and d["copy_share"] == round(t.copied / t.chars, 4)

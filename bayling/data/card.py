@@ -6,6 +6,8 @@ user turns per conversation, and, when a filter report is given (or found beside
 
 And what the model is trained to say, over trained assistant turns (weight 1), in characters:
   copy share          text already verbatim earlier in its conversation (a copy shortcut)
+  reused share        text in stretches of 20+ characters also found in one earlier message (partial
+                      copies: an answer that keeps most of a draft, a name or number carried over)
   repeated follow-ups trained follow-up answers identical to the previous assistant answer
   into / out of English  answers in English to a non-English source vs the other way round
   translation share   answers that are translations (first or refined)
@@ -14,6 +16,7 @@ And what the model is trained to say, over trained assistant turns (weight 1), i
 from __future__ import annotations
 
 import json
+import difflib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ class TrainedText:
 
     chars: int = 0
     copied: int = 0
+    reused: int = 0
     followups: int = 0
     repeated_followups: int = 0
     into_english: int = 0
@@ -60,6 +64,7 @@ class TrainedText:
                     self.chars += n
                     if any(text.strip() in e for e in earlier):
                         self.copied += n
+                    self.reused += _reused_chars(text, earlier)
                     if previous is not None:
                         self.followups += 1
                         self.repeated_followups += text.strip() == previous.strip()
@@ -77,9 +82,23 @@ class TrainedText:
     def as_dict(self) -> dict:
         c = max(self.chars, 1)
         return {"trained_chars": self.chars, "copy_share": round(self.copied / c, 4),
+                "reused_share": round(self.reused / c, 4),
                 "repeated_followup_share": round(self.repeated_followups / max(self.followups, 1), 4),
                 "into_out_of_english_ratio": round(self.into_english / max(self.out_of_english, 1), 3),
                 "translation_share": round(self.translation / c, 4), "multi_turn_conversations": self.multi_turn}
+
+
+REUSED_MIN = 20  # characters: shorter shared stretches are names, numbers and common phrases
+
+
+def _reused_chars(text: str, earlier: list[str]) -> int:
+    """Characters of `text` inside stretches of REUSED_MIN or more that also appear in one earlier message."""
+    covered = [False] * len(text)
+    for e in earlier:
+        for _, b, size in difflib.SequenceMatcher(None, e, text, autojunk=False).get_matching_blocks():
+            if size >= REUSED_MIN:
+                covered[b:b + size] = [True] * size
+    return sum(covered)
 
 
 @dataclass
@@ -138,6 +157,7 @@ def render_markdown(stats: CardStats, source: str, png_name: str | None = None) 
     lines += ["### What the model is trained to say (trained assistant turns, characters)", "",
               "| measure | value |", "|---|---:|",
               f"| copy share (already verbatim earlier in the conversation) | {t['copy_share']:.1%} |",
+              f"| reused share (in stretches of {REUSED_MIN}+ characters found in one earlier message) | {t['reused_share']:.1%} |",
               f"| follow-up answers identical to the previous answer | {t['repeated_followup_share']:.1%} |",
               f"| into-English / out-of-English characters | {t['into_out_of_english_ratio']:.2f} |",
               f"| translation answers (first or refined) | {t['translation_share']:.1%} |",

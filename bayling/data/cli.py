@@ -181,7 +181,8 @@ def card(
 
     md, png, stats = write_card(data, out or data.with_suffix(".card.md"), filter_report)
     t = stats.trained.as_dict()
-    typer.echo(f"{stats.conversations} conversations: copy share {t['copy_share']:.1%}, repeated follow-ups "
+    typer.echo(f"{stats.conversations} conversations: copy share {t['copy_share']:.1%}, reused share "
+               f"{t['reused_share']:.1%}, repeated follow-ups "
                f"{t['repeated_followup_share']:.1%}, into/out-of English {t['into_out_of_english_ratio']:.2f}, "
                f"translation answers {t['translation_share']:.1%}, multi-turn "
                f"{t['multi_turn_conversations'] / max(stats.conversations, 1):.1%}")
