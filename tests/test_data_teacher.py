@@ -90,10 +90,12 @@ def test_gives_up_after_max_retries_waiting_retry_after_and_leaves_the_run_resum
 
 
 def test_a_slow_teacher_times_out_per_attempt_and_is_retried(tmp_path):
-    with FakeTeacher(FakeTeacherConfig(latency=2.0)) as srv:
+    # a 1 s timeout against a 30 s answer: wide enough that a loaded CI machine still gets each
+    # attempt to the server before the client gives up on it
+    with FakeTeacher(FakeTeacherConfig(latency=30.0)) as srv:
         with pytest.raises(TeacherError, match="failed after 1 retries"):
             teacher_build(plans(1), tmp_path / "out.jsonl", TeacherConfig(srv.url, concurrency=1, max_retries=1,
-                                                                          timeout=0.1))
+                                                                          timeout=1.0))
         assert srv.requests == 2
 
 
