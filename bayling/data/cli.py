@@ -143,6 +143,26 @@ def filter_command(
         typer.echo(f"skipped: {msg}", err=True)
 
 
+@app.command("prefs")
+def prefs_command(
+    transcripts: Path = typer.Argument(..., help="Transcripts of `bayling eval interactive --kinds translate,constraint "
+                                                 "--missing-terms` (its --transcript-out), on non-test lines."),
+    out: Path = typer.Option(..., help="Preference pairs JSONL, TRL's conversational layout (written atomically)."),
+) -> None:
+    """Preference pairs for term requests: chosen = the reference (it has the word), rejected = the
+    model's answer without it, or its first answer handed back (for `bayling train --objective dpo`)."""
+    from collections import Counter
+
+    from bayling.data.io import read_records, write_jsonl
+    from bayling.data.preferences import preference_pairs
+
+    counts: Counter = Counter()
+    n = write_jsonl(out, preference_pairs(read_records(transcripts), counts))
+    if n == 0:
+        raise ConfigError(f"{transcripts}: no preference pairs ({dict(counts)})")
+    typer.echo(f"wrote {n} pairs to {out}; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()), err=True)
+
+
 @app.command()
 def mix(
     built: List[Path] = typer.Argument(..., help="Built conversations JSONL file(s)."),

@@ -212,7 +212,9 @@ def interactive(
     tgt_lang: Optional[str] = typer.Option(None, "--tgt-lang", "-t"),
     split: str = typer.Option("devtest", "--split"),
     limit: Optional[int] = typer.Option(20, "--limit", "-n", help="Sessions per direction when building them."),
+    directions: Optional[str] = typer.Option(None, "--directions", help="Comma-separated SRC-TGT directions (FLORES codes), instead of -s/-t."),
     kinds: str = typer.Option("translate,constraint,style,length", "--kinds", help="Turn kinds, in order (translate first)."),
+    missing_terms: bool = typer.Option(False, "--missing-terms", help="A constraint turn asks for a reference word the first answer lacks (chosen after turn 1)."),
     build_only: bool = typer.Option(False, "--build-only", help="Write the session scripts to --transcript-out and stop."),
     transcript_out: Path = typer.Option(Path("interactive.jsonl"), "--transcript-out", help="Where the transcripts go."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
@@ -234,8 +236,8 @@ def interactive(
         src_lang, tgt_lang = src_lang or guessed[0], tgt_lang or guessed[1]
     config = task.InteractiveConfig(
         sessions=str(sessions) if sessions else None, corpus=corpus, constraints=str(constraints) if constraints else None,
-        src_lang=src_lang, tgt_lang=tgt_lang, split=split, limit=limit, kinds=_csv(kinds), seed=seed,
-        max_new_tokens=max_new_tokens, progress=not quiet)
+        src_lang=src_lang, tgt_lang=tgt_lang, directions=_csv(directions) if directions else None, split=split,
+        limit=limit, kinds=_csv(kinds), seed=seed, missing_terms=missing_terms, max_new_tokens=max_new_tokens, progress=not quiet)
     script = task.session_scripts(config)
     if build_only:
         write_jsonl(transcript_out, script)

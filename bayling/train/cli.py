@@ -28,11 +28,18 @@ def train_command(
                                                 "(the builder's meta.expect terms). [default: 1]"),
     unlikelihood: Optional[float] = typer.Option(None, help="Unlikelihood coefficient on the repeated 4-grams of "
                                                  "untrained (weight 0) draft answers. [default: 0: off]"),
+    objective: Optional[str] = typer.Option(None, help="sft (conversations) or dpo (preference pairs from "
+                                            "`bayling data prefs`). [default: sft]"),
+    dpo_beta: Optional[float] = typer.Option(None, help="DPO: strength of the pull away from the starting weights. [default: 0.1]"),
+    sft_weight: Optional[float] = typer.Option(None, help="DPO: weight of the chosen answers' cross-entropy (RPO). [default: 0]"),
+    init_adapter: Optional[str] = typer.Option(None, help="Start from this LoRA adapter (folder or bayling-mini); "
+                                               "for dpo also the reference."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard."),
     seed: Optional[int] = typer.Option(None),
 ) -> None:
-    """Instruction-tune a model on multi-turn conversations (loss on every assistant turn)."""
+    """Instruction-tune a model on multi-turn conversations (loss on every assistant turn), or
+    preference-tune it on pairs (--objective dpo)."""
     from bayling.train import TrainConfig, load_recipe, train
 
     base = load_recipe(recipe) if recipe else {}
@@ -40,7 +47,8 @@ def train_command(
         data=data, out=out, model=model, chat_format=chat_format, method=method, max_steps=max_steps,
         epochs=epochs, max_len=max_len, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
         packing=packing, save_steps=save_steps, seed=seed, term_weight=term_weight,
-        unlikelihood=unlikelihood,
+        unlikelihood=unlikelihood, objective=objective, dpo_beta=dpo_beta, sft_weight=sft_weight,
+        init_adapter=init_adapter,
     ).items() if v is not None}
     if resume:
         given["resume"] = True

@@ -14,7 +14,8 @@ from typing import Iterable, Iterator
 from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, validate_messages
 from bayling.errors import BaylingError
 
-__all__ = ["Example", "TrainDataError", "Stats", "read_conversations", "to_messages", "tokenize_conversations"]
+__all__ = ["Example", "PairExample", "TrainDataError", "Stats", "read_conversations", "read_preferences", "to_messages",
+           "tokenize_conversations", "tokenize_preferences"]
 
 IGNORE = -100
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -189,3 +190,83 @@ def tokenize_conversations(
         stats.term_tokens += sum(1 for m in mask if m > 0 and m != 1)
         stats.unlikelihood_tokens += sum(1 for m in mask if m < 0)
     return examples, stats
+
+
+@dataclass
+class PairExample:
+    """A preference pair: the same prompt with the chosen and with the rejected answer, labels on
+    the answer only; `ref_logps` are the starting model's log-probabilities of the two answers."""
+
+    chosen: Example
+    rejected: Example
+    ref_logps: tuple[float, float] | None = None
+
+    def __len__(self) -> int:
+        return max(len(self.chosen), len(self.rejected))
+
+
+def read_preferences(path: str | Path) -> Iterator[tuple[str, tuple[list[dict], list[dict]] | Exception]]:
+    """(origin, (prompt + chosen, prompt + rejected) messages, or why not) for each record of a
+    preference JSONL in TRL's conversational layout: "prompt" (messages), "chosen" and "rejected"
+    (one assistant message each, or its text). The prompt's assistant turns are context (weight 0)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file")
+    from bayling.corpus.core import json_lines
+
+    for origin, rec in json_lines(path):
+        if isinstance(rec, str):
+            yield origin, ChatFormatError(rec)
+            continue
+        try:
+            prompt = rec.get("prompt")
+            if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) for m in prompt):
+                raise ChatFormatError("'prompt' must be a non-empty list of messages")
+            context = [{"role": m.get("role"), "content": m.get("content"),
+                        **({"weight": 0} if m.get("role") == "assistant" else {})} for m in prompt]
+            sides = []
+            for key in ("chosen", "rejected"):
+                answer = rec.get(key)
+                if isinstance(answer, str):
+                    answer = [{"role": "assistant", "content": answer}]
+                if not (isinstance(answer, list) and len(answer) == 1 and isinstance(answer[0], dict)
+                        and answer[0].get("role") == "assistant"):
+                    raise ChatFormatError(f"{key!r} must be one assistant message (or its text)")
+                sides.append(context + [{"role": "assistant", "content": answer[0].get("content")}])
+            yield origin, (sides[0], sides[1])
+        except (ChatFormatError, AttributeError) as err:
+            yield origin, ChatFormatError(f"{origin}: {err}")
+
+
+def tokenize_preferences(
+    records: Iterable[tuple[str, tuple[list[dict], list[dict]] | Exception]], tokenizer, fmt: ChatFormat, max_len: int,
+    on_error=None,
+) -> tuple[list[PairExample], Stats]:
+    """Trainable pairs and what was dropped (a pair longer than `max_len` on either side is dropped whole)."""
+    stats = Stats()
+    pairs = []
+    for origin, sides in records:
+        stats.read += 1
+        try:
+            if isinstance(sides, Exception):
+                raise sides
+            for messages in sides:
+                validate_messages(messages)
+            if sides[0][-1]["content"].strip() == sides[1][-1]["content"].strip():
+                raise ChatFormatError(f"{origin}: chosen and rejected answers are the same")
+        except ChatFormatError as err:
+            err = err if str(err).startswith(origin) else ChatFormatError(f"{origin}: {err}")
+            stats.dropped[_reason(err) if "the same" not in str(err) else "chosen = rejected"] += 1
+            if on_error:
+                on_error(origin, err)
+            continue
+        encoded = [encode_chat(tokenizer, messages, fmt) for messages in sides]
+        if any(len(ids) > max_len for ids, _ in encoded):
+            stats.dropped["longer than max_len"] += 1
+            continue
+        chosen, rejected = (Example(ids, [t if m else IGNORE for t, m in zip(ids, mask)]) for ids, mask in encoded)
+        pairs.append(PairExample(chosen, rejected))
+        stats.kept += 1
+        stats.tokens += len(chosen) + len(rejected)
+        stats.assistant_tokens += sum(1 for m in encoded[0][1] if m > 0) + sum(1 for m in encoded[1][1] if m > 0)
+    return pairs, stats

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from bayling.train.dataset import IGNORE, Example
 
-__all__ = ["PackedRow", "pack", "Collator", "packing_efficiency"]
+__all__ = ["PackedRow", "pack", "Collator", "PairCollator", "packing_efficiency"]
 
 
 @dataclass
@@ -87,4 +87,20 @@ class Collator:
             batch["position_ids"] = torch.tensor([r + list(range(width - len(r))) for r in pos])
         else:
             batch["attention_mask"] = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in ids])
+        return batch
+
+
+class PairCollator:
+    """Preference pairs (dataset.PairExample) -> one padded batch: the chosen answers, then the
+    rejected ones in the same order, and `ref_logps` (pairs x 2) once they are computed."""
+
+    def __init__(self, pad_id: int):
+        self.rows = Collator(pad_id, packed=False)
+
+    def __call__(self, pairs: list) -> dict:
+        import torch
+
+        batch = self.rows([p.chosen for p in pairs] + [p.rejected for p in pairs])
+        if all(p.ref_logps is not None for p in pairs):
+            batch["ref_logps"] = torch.tensor([p.ref_logps for p in pairs], dtype=torch.float32)
         return batch

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bayling.hardware import resolve_bf16
-from bayling.train.dataset import Stats, TrainDataError, read_conversations, tokenize_conversations
-from bayling.train.packing import Collator, pack, packing_efficiency
+from bayling.train.dataset import (Stats, TrainDataError, read_conversations, read_preferences, tokenize_conversations,
+                                   tokenize_preferences)
+from bayling.train.packing import Collator, PairCollator, pack, packing_efficiency
 from bayling.errors import ConfigError
 
 __all__ = ["TrainConfig", "train", "load_recipe"]
@@ -75,6 +76,17 @@ class TrainConfig:
     # coefficient (Welleck et al. 2019). The turn is a model's draft, so these are the positions
     # where that model's greedy continuation repeats itself. 0: drafts are context only.
     unlikelihood: float = 0.0
+    # sft: conversations (loss on assistant turns). dpo: preference pairs (`bayling data prefs`; TRL's
+    # conversational layout), the sigmoid loss of Rafailov et al. (2023) against the starting weights,
+    # whose log-probabilities of both answers are computed once before the first step.
+    objective: str = "sft"
+    dpo_beta: float = 0.1
+    # dpo: weight of the chosen answers' token-mean cross-entropy added to the loss (RPO, Pang et al.
+    # 2024), which keeps the chosen answer's own likelihood from falling with the rejected one's; 0: pure DPO.
+    sft_weight: float = 0.0
+    # LoRA weights to start from and train further (an adapter folder or a shipped name: bayling-mini);
+    # for dpo they are also the reference. None: a fresh adapter.
+    init_adapter: str | None = None
     tensorboard: bool = False
     resume: bool = False
     torch_threads: int | None = None
@@ -85,6 +97,12 @@ class TrainConfig:
             raise ConfigError(f"term_weight must be >= 0, got {self.term_weight}")
         if self.unlikelihood < 0:
             raise ConfigError(f"unlikelihood must be >= 0, got {self.unlikelihood}")
+        if self.objective not in ("sft", "dpo"):
+            raise ConfigError(f"unknown objective {self.objective!r}: use sft or dpo")
+        if self.dpo_beta <= 0 or self.sft_weight < 0:
+            raise ConfigError(f"dpo_beta must be > 0 and sft_weight >= 0, got {self.dpo_beta} and {self.sft_weight}")
+        if self.init_adapter and self.method not in ("lora", "qlora"):
+            raise ConfigError(f"init_adapter is a LoRA adapter: it needs method lora or qlora, not {self.method}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -119,11 +137,15 @@ def load_recipe(path: str | Path) -> dict:
 
 def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stats]:
     errors: list[str] = []
-    examples, stats = tokenize_conversations(
-        read_conversations(cfg.data), tokenizer, fmt, cfg.max_len,
-        on_error=lambda origin, err: errors.append(str(err)), term_weight=cfg.term_weight,
-        unlikelihood=cfg.unlikelihood,
-    )
+    if cfg.objective == "dpo":
+        examples, stats = tokenize_preferences(read_preferences(cfg.data), tokenizer, fmt, cfg.max_len,
+                                               on_error=lambda origin, err: errors.append(str(err)))
+    else:
+        examples, stats = tokenize_conversations(
+            read_conversations(cfg.data), tokenizer, fmt, cfg.max_len,
+            on_error=lambda origin, err: errors.append(str(err)), term_weight=cfg.term_weight,
+            unlikelihood=cfg.unlikelihood,
+        )
     if not examples:
         detail = f"; first problem: {errors[0]}" if errors else ""
         raise TrainDataError(f"{cfg.data}: nothing trainable ({stats.read} records read, dropped: {dict(stats.dropped)}){detail}")
@@ -162,15 +184,39 @@ def _sft_trainer_class():
     from bayling.train.dataset import IGNORE
 
     def chunk_loss(hidden, weight, bias, target, softcap, token_weights=None):
+        """Per-token loss of one chunk: cross-entropy, times its weight where weighted."""
         logits = F.linear(hidden.to(weight.dtype), weight, bias).float()  # the model is autocast, the head is not
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        if token_weights is None:
-            return F.cross_entropy(logits, target, reduction="sum")
         nll = F.cross_entropy(logits, target, reduction="none")
+        if token_weights is None:
+            return nll
         # A negative weight -a is unlikelihood: a * -log(1 - p(target)), with p = exp(-nll).
         unlikely = -torch.log1p(-torch.exp(-nll).clamp(max=1 - 1e-6))
-        return torch.where(token_weights < 0, unlikely, nll).mul(token_weights.abs()).sum()
+        return torch.where(token_weights < 0, unlikely, nll).mul(token_weights.abs())
+
+    def token_losses(trainer, model, inputs, labels, token_weights=None):
+        """(per-token loss on every labelled position, the row each belongs to, model outputs)."""
+        from torch.utils.checkpoint import checkpoint
+
+        outputs = model(**inputs, logits_to_keep=torch.empty(0, dtype=torch.long, device=labels.device),
+                        output_hidden_states=True)
+        hidden = outputs.hidden_states[-1][:, :-1]  # final-norm output; position t predicts t+1
+        target = labels[:, 1:]
+        trained = target != IGNORE
+        rows = torch.arange(len(target), device=target.device).unsqueeze(1).expand_as(target)[trained]
+        hidden, target = hidden[trained], target[trained]
+        if token_weights is not None:
+            token_weights = token_weights[:, 1:][trained].float()
+        core = trainer.accelerator.unwrap_model(model) if trainer is not None else model
+        head = core.get_output_embeddings()
+        softcap = getattr(core.config, "final_logit_softcapping", None)
+        chunk = getattr(trainer, "chunk", SFTTrainer.chunk)
+        parts = [checkpoint(chunk_loss, hidden[i : i + chunk], head.weight, head.bias, target[i : i + chunk], softcap,
+                            None if token_weights is None else token_weights[i : i + chunk], use_reentrant=False)
+                 for i in range(0, len(target), chunk)]
+        losses = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+        return losses, rows, outputs
 
     class SFTTrainer(Trainer):
         """The LM head and cross-entropy run only on trained tokens, in checkpointed chunks.
@@ -190,34 +236,96 @@ def _sft_trainer_class():
         chunk = 256
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            from torch.utils.checkpoint import checkpoint
-
             labels = inputs.pop("labels")
             token_weights = inputs.pop("loss_weights", None)
-            outputs = model(**inputs, logits_to_keep=torch.empty(0, dtype=torch.long, device=labels.device),
-                            output_hidden_states=True)
-            hidden = outputs.hidden_states[-1][:, :-1]  # final-norm output; position t predicts t+1
-            target = labels[:, 1:]
-            trained = target != IGNORE
-            hidden, target = hidden[trained], target[trained]
-            if token_weights is not None:
-                token_weights = token_weights[:, 1:][trained].float()
-            core = self.accelerator.unwrap_model(model)
-            head = core.get_output_embeddings()
-            softcap = getattr(core.config, "final_logit_softcapping", None)
-            loss = hidden.new_zeros((), dtype=torch.float32)
-            for i in range(0, len(target), self.chunk):
-                w = None if token_weights is None else token_weights[i : i + self.chunk]
-                loss = loss + checkpoint(chunk_loss, hidden[i : i + self.chunk], head.weight, head.bias,
-                                         target[i : i + self.chunk], softcap, w, use_reentrant=False)
+            losses, _, outputs = token_losses(self, model, inputs, labels, token_weights)
+            loss = losses.sum()
             if num_items_in_batch is None:
-                num_items_in_batch = len(target)
+                num_items_in_batch = len(losses)
             loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device).clamp(min=1)
             if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
             return (loss, outputs) if return_outputs else loss
 
+    SFTTrainer.token_losses = staticmethod(token_losses)
     return SFTTrainer
+
+
+def sequence_logps(token_losses, rows, n_rows: int):
+    """Each row's log-probability of its labelled tokens: minus the sum of their cross-entropies."""
+    import torch
+
+    return -torch.zeros(n_rows, dtype=token_losses.dtype, device=token_losses.device).index_add(0, rows, token_losses)
+
+
+def _dpo_trainer_class():
+    import torch
+    import torch.nn.functional as F
+
+    base = _sft_trainer_class()
+
+    class DPOTrainer(base):
+        """DPO (Rafailov et al. 2023) on preference pairs, with the SFT trainer's chunked head.
+
+        A batch holds the chosen answers, then the rejected ones (PairCollator), and the starting
+        weights' log-probabilities of both (`ref_logps`, computed once: reference_logps). Loss per
+        pair: -log sigmoid(beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)))),
+        averaged over pairs; plus `sft_weight` times the chosen answers' token-mean cross-entropy.
+        The log adds the mean reward margin and the share of pairs whose margin is positive.
+        """
+
+        def __init__(self, *args, beta: float = 0.1, sft_weight: float = 0.0, **kw):
+            super().__init__(*args, **kw)
+            self.beta, self.sft_weight = beta, sft_weight
+            self.model_accepts_loss_kwargs = False  # a per-pair mean: the Trainer divides by accumulation steps
+            self._seen: list[tuple[float, float]] = []
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            ref = inputs.pop("ref_logps").to(torch.float32)
+            losses, rows, outputs = self.token_losses(self, model, inputs, labels)
+            logps = sequence_logps(losses, rows, len(labels))
+            n = len(labels) // 2
+            margin = self.beta * ((logps[:n] - ref[:, 0]) - (logps[n:] - ref[:, 1]))
+            loss = -F.logsigmoid(margin).mean()
+            if self.sft_weight:
+                chosen = rows < n
+                loss = loss + self.sft_weight * losses[chosen].sum() / chosen.sum().clamp(min=1)
+            self._seen += [(m, m > 0) for m in margin.detach().tolist()]
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kw):
+            if "loss" in logs and self._seen:
+                logs["reward_margin"] = round(sum(m for m, _ in self._seen) / len(self._seen), 4)
+                logs["reward_accuracy"] = round(sum(ok for _, ok in self._seen) / len(self._seen), 4)
+                self._seen = []
+            return super().log(logs, *args, **kw)
+
+    return DPOTrainer
+
+
+def reference_logps(model, pairs: list, collator, bf16: bool, batch_size: int = 8) -> None:
+    """Set every pair's `ref_logps`: the model's log-probabilities of its chosen and rejected answers,
+    as the training forward computes them (same autocast, dropout off), so step 1's margins are 0."""
+    import torch
+
+    from bayling.progress import progress_bar
+
+    token_losses = _sft_trainer_class().token_losses
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with progress_bar(None, len(pairs), "reference log-probs", unit="pairs") as bar, torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            batch = {k: v.to(device) for k, v in collator(chunk).items() if k != "ref_logps"}
+            labels = batch.pop("labels")
+            losses, rows, _ = token_losses(None, model, batch, labels)
+            logps = sequence_logps(losses.float(), rows, len(labels)).tolist()
+            for j, pair in enumerate(chunk):
+                pair.ref_logps = (logps[j], logps[len(chunk) + j])
+            bar(len(chunk))
+    model.train(was_training)
 
 
 def _write_identity(folder: Path, fmt, base_model: str, method: str) -> None:
@@ -303,11 +411,14 @@ def train(cfg: TrainConfig) -> dict:
 
     # Data first: a file with nothing trainable fails before the model is loaded.
     examples, stats = _prepare_data(cfg, tokenizer, fmt, console)
-    rows = pack(examples, cfg.max_len) if cfg.packing else examples
-    efficiency = packing_efficiency(rows, cfg.batch_size) if cfg.packing else None
+    dpo = cfg.objective == "dpo"
+    packed = cfg.packing and not dpo  # a pair is scored whole, each answer in a row of its own
+    rows = pack(examples, cfg.max_len) if packed else examples
+    efficiency = packing_efficiency(rows, cfg.batch_size) if packed else None
     console.print(
-        f"[bold]data[/] {stats.kept}/{stats.read} conversations, {stats.tokens} tokens "
-        f"({stats.assistant_tokens} trained), {len(rows)} {'packed rows' if cfg.packing else 'rows'}"
+        f"[bold]data[/] {stats.kept}/{stats.read} {'preference pairs' if dpo else 'conversations'}, {stats.tokens} tokens "
+        f"({stats.assistant_tokens} {'in answers' if dpo else 'trained'}), {len(rows)} "
+        f"{'packed rows' if packed else 'pairs' if dpo else 'rows'}"
         + (f", packing efficiency {efficiency:.1%}" if efficiency is not None else "")
         + (f"; dropped {dict(stats.dropped)}" if stats.dropped else "")
         + (f"; {stats.truncated} cut at a turn boundary" if stats.truncated else "")
@@ -331,11 +442,16 @@ def train(cfg: TrainConfig) -> dict:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        targets = cfg.lora_targets or LORA_TARGETS.get(model.config.model_type, "all-linear")
-        model = get_peft_model(model, LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=targets, task_type="CAUSAL_LM",
-        ))
+        if cfg.init_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(_adapter_folder(cfg.init_adapter)), is_trainable=True)
+        else:
+            targets = cfg.lora_targets or LORA_TARGETS.get(model.config.model_type, "all-linear")
+            model = get_peft_model(model, LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=targets, task_type="CAUSAL_LM",
+            ))
     elif cfg.method == "full":
         if not cfg.train_embeddings:
             # Gemma 3 270M: 170M of 270M parameters are the tied embedding / LM head.
@@ -352,6 +468,9 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.method != "full":
             model.enable_input_require_grads()
 
+    collator = PairCollator(tokenizer.pad_token_id) if dpo else Collator(tokenizer.pad_token_id, packed=packed)
+    if dpo:
+        reference_logps(model, rows, collator, bf16, cfg.batch_size)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     console.print(f"[bold]model[/] {cfg.model} ({model.config.model_type}), {cfg.method}: "
@@ -383,7 +502,7 @@ def train(cfg: TrainConfig) -> dict:
         ddp_find_unused_parameters=False,
         **cfg.extra,
     )
-    avg_row = sum(len(r) for r in rows) / len(rows)
+    avg_row = sum(len(r) for r in rows) / len(rows) * (2 if dpo else 1)
     callbacks = [_progress_callback(avg_row * cfg.batch_size * cfg.grad_accum * args.world_size), _rank_loss_recorder(out),
                  _checkpoint_identity(fmt, cfg.model, cfg.method)]
     if cfg.select_set:
@@ -393,12 +512,13 @@ def train(cfg: TrainConfig) -> dict:
         if not cfg.resume:
             (out / "select_curve.jsonl").unlink(missing_ok=True)
         callbacks.append(selection_callback(cfg.select_set, out, tokenizer, fmt, bf16, cfg.select_max_new_tokens))
-    trainer = _sft_trainer_class()(
+    trainer = (_dpo_trainer_class() if dpo else _sft_trainer_class())(
         model=model,
         args=args,
         train_dataset=rows,
-        data_collator=Collator(tokenizer.pad_token_id, packed=cfg.packing),
+        data_collator=collator,
         callbacks=callbacks,
+        **({"beta": cfg.dpo_beta, "sft_weight": cfg.sft_weight} if dpo else {}),
     )
     resume = None
     if cfg.resume:
@@ -417,6 +537,7 @@ def train(cfg: TrainConfig) -> dict:
         "base_model_path": model_path,
         "chat_format": fmt.name,
         "method": cfg.method,
+        "objective": cfg.objective,
         "config": asdict(cfg),
         "data": stats.as_dict(),
         "packing_efficiency": efficiency,
@@ -429,6 +550,16 @@ def train(cfg: TrainConfig) -> dict:
     if trainer.is_world_process_zero():
         _save_outputs(trainer, tokenizer, fmt, out, summary)
     return summary
+
+
+def _adapter_folder(name: str) -> Path:
+    """A LoRA adapter to start from: a shipped name (bayling-mini) or a folder with adapter_config.json."""
+    from bayling.models import _shipped_path
+
+    folder = _shipped_path(name) or Path(name)
+    if not (folder / "adapter_config.json").is_file():
+        raise ConfigError(f"init_adapter {name!r}: not a shipped adapter nor a folder with adapter_config.json")
+    return folder
 
 
 def _select_best(trainer, cfg: TrainConfig, tokenizer, fmt, bf16: bool, out: Path, console) -> dict | None:
@@ -490,7 +621,10 @@ def _model_card(s: dict) -> str:
         f"# {Path(c['out']).name}\n\n"
         f"Fine-tuned with [bayling](https://github.com/) (BayLing recipe: interactive-translation SFT).\n\n"
         f"| | |\n|---|---|\n"
-        f"| base model | `{s['base_model']}` |\n| method | {s['method']} |\n"
+        f"| base model | `{s['base_model']}` |\n| method | {s['method']}"
+        + (f" from `{c['init_adapter']}`" if c.get("init_adapter") else "") + " |\n"
+        + (f"| objective | DPO (beta {c['dpo_beta']}, SFT weight {c['sft_weight']}) on preference pairs |\n"
+           if s.get("objective") == "dpo" else "") +
         f"| chat format | `{s['chat_format']}` |\n| data | `{c['data']}` ({s['data']['kept']} conversations, "
         f"{s['data']['assistant_tokens']} trained tokens) |\n"
         f"| steps | {s['global_step']} |\n| final loss | {s['final_loss']} |\n"
