@@ -51,6 +51,11 @@ class DataSection(BuildConfig):
     # Refine sessions' drafts from a model's own translations (bayling.data.drafts), e.g.
     # {model: base} (the recipe's model, few-shot) or {model: NAME, prompt: chat}; cached in out/drafts.jsonl.
     drafts: dict[str, Any] | None = None
+    # Preference pairs instead of conversations (train with objective: dpo): a model plays
+    # translate-then-term-request sessions, {model: NAME, corpus: flores, split: dev, lines: 50, ...},
+    # on the first `lines` lines of every eval direction; transcripts in out/sessions.jsonl (kept and
+    # reused), pairs (bayling.data.preferences) in out/prefs.jsonl.
+    preferences: dict[str, Any] | None = None
 
     def build_config(self, src: DataSource, path: str, limit: int | None) -> BuildConfig:
         """This section's builder settings for one source."""
@@ -87,6 +92,9 @@ class Recipe:
         if isinstance(self.train, dict):  # a YAML section: checked now, not after the data stage
             self.train = TrainConfig.from_dict({"model": self.model, **self.train})
         check_decoding(self.eval.decoding)  # likewise the eval's loop guards, not after training
+        if (self.train.objective == "dpo") != bool(self.data.preferences):
+            raise ConfigError(f"recipe {self.name}: train.objective dpo and data.preferences go together "
+                              "(DPO trains on the preference pairs that section makes)")
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Recipe":
@@ -142,6 +150,9 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     from bayling.data.build import build_conversations
     from bayling.data.filters import FilterReport, apply_filters, default_filters
 
+    if r.data.preferences:
+        return _preference_data(r, out, console)
+
     used, skipped = [], []
     configs = []
     for src in r.data.sources:
@@ -177,6 +188,48 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     console.print(f"[bold]data[/] {n} conversations from {', '.join(used)}"
                   + (f" (absent, skipped: {', '.join(skipped)})" if skipped else ""))
     return info
+
+
+def _preference_data(r: Recipe, out: Path, console) -> dict:
+    """The data stage of a DPO recipe: the model's own refinement sessions, then preference pairs."""
+    from collections import Counter
+
+    from bayling.data.io import read_records
+    from bayling.data.preferences import preference_pairs
+    from bayling.eval import interactive
+
+    opts = dict(r.data.preferences)
+    known = {"model", "corpus", "split", "lines", "max_new_tokens", "batch_size"}
+    if set(opts) - known:
+        raise ConfigError(f"recipe data.preferences: unknown option(s) {', '.join(sorted(set(opts) - known))} "
+                         f"(known: {', '.join(sorted(known))})")
+    corpus, split = str(opts.get("corpus", "flores")), str(opts.get("split", "dev"))
+    if corpus == r.eval.corpus and split == r.eval.split:
+        raise ConfigError(f"recipe data.preferences: {corpus} {split} is the eval's test split; play the sessions on another")
+    root = named_corpus(corpus)
+    if root is None or not Path(root).exists():
+        raise ConfigError(f"recipe data.preferences: corpus {corpus!r} is not here")
+    lines = int(opts.get("lines", 50))
+    if r.select.lines and corpus == "flores" and split == "dev" and lines > _flores_lines(root, "dev") - r.select.lines:
+        raise ConfigError(f"recipe data.preferences: {lines} lines reach the {r.select.lines} held-out selection lines")
+    transcripts = out / "sessions.jsonl"
+    if transcripts.is_file():
+        console.print(f"[dim]preferences: transcripts played earlier ({transcripts}), reused[/]")
+    else:
+        from bayling.infer.backends import load_engine
+
+        model = r.model if opts.get("model", "base") == "base" else str(opts["model"])
+        engine = load_engine(model, batch_size=int(opts.get("batch_size", r.eval.batch_size)), decoding=r.eval.decoding)
+        played = interactive.run(engine, interactive.InteractiveConfig(
+            corpus=root, directions=r.eval.directions, split=split, limit=lines, kinds=["translate", "constraint"],
+            missing_terms=True, seed=r.data.seed, max_new_tokens=int(opts.get("max_new_tokens", r.eval.max_new_tokens))))
+        write_jsonl(transcripts, played["transcripts"])
+    counts: Counter = Counter()
+    n = write_jsonl(out / "prefs.jsonl", preference_pairs(read_records(transcripts), counts))
+    if n == 0:
+        raise ConfigError(f"recipe {r.name}: no preference pairs from {transcripts} ({dict(counts)})")
+    console.print(f"[bold]data[/] {n} preference pairs; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    return {"preference_pairs": n, "counts": dict(counts), "transcripts": str(transcripts)}
 
 
 def _engine_drafts(r: Recipe, out: Path, configs: list, console):
@@ -257,7 +310,8 @@ def stage_train(r: Recipe, out: Path, console) -> dict:
         extra = {"select_set": str(out / "select.jsonl"), "select_max_new_tokens": r.select.max_new_tokens}
     elif r.select.lines:
         console.print("[yellow]select: FLORES-200 dev is not here; the last step is the model[/]")
-    cfg = replace(r.train, **extra, data=str(out / "convs.jsonl"), out=str(out / "model"),
+    data = out / ("prefs.jsonl" if r.train.objective == "dpo" else "convs.jsonl")
+    cfg = replace(r.train, **extra, data=str(data), out=str(out / "model"),
                   resume=(out / "model" / "checkpoints").is_dir())
     summary = train(cfg)
     keys = ("global_step", "final_loss", "train_seconds", "packing_efficiency", "data", "selection")

@@ -191,3 +191,65 @@ def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluat
     rec.run_recipe(Recipe(out=str(tmp_path / "main")))
     assert calls == ["data", "train", "eval", "results"]
     assert json.loads((tmp_path / "main" / "train.done.json").read_text()) == {"ran": "train"}
+
+
+class _Steerable:
+    """Answers like a model that half follows term requests (the tiny random model answers nothing:
+    a pair needs a first answer). Turn 1: the last word of the source; turn 2: the reference's words
+    for even sessions, the first answer again for odd ones."""
+
+    def __init__(self, refs):
+        self.refs, self.decoding, self.batching = refs, {}, None
+
+    def chat(self, convs, config):
+        outs = []
+        for conv in convs:
+            src = conv[0]["content"].rsplit("\n", 1)[-1]
+            if len(conv) == 1:
+                outs.append(src.split()[-1])
+            else:
+                k = sorted(self.refs).index(src)
+                outs.append(self.refs[src] if k % 2 == 0 else conv[1]["content"])
+        return outs
+
+
+def test_dpo_recipe_plays_sessions_makes_pairs_and_trains_from_an_adapter(tiny_model_dir, tmp_path, monkeypatch):
+    """data.preferences: the model's own term-request sessions become pairs; train.objective dpo from an adapter."""
+    from bayling.corpus import read_flores
+    from bayling.resources import named_corpus
+
+    refs = {p.src: p.tgt for p in read_flores(named_corpus("sample"), "dev",
+                                              pairs=[("eng_Latn", "deu_Latn"), ("fra_Latn", "eng_Latn")])}
+    played = []
+    monkeypatch.setattr("bayling.infer.backends.load_engine", lambda model, **kw: played.append(model) or _Steerable(refs))
+    first = tmp_path / "sft"
+    run_recipe(tiny_recipe(first, tiny_model_dir), stop_after="train")
+    r = Recipe(
+        name="d", out=str(tmp_path / "dpo"), model=str(tiny_model_dir),
+        data=DataSection(preferences={"model": str(first / "model"), "corpus": "sample", "split": "dev", "lines": 3,
+                                      "max_new_tokens": 8}),
+        train={"chat_format": "chatml", "objective": "dpo", "init_adapter": str(first / "model"), "max_steps": 2,
+               "batch_size": 2, "max_len": 256, "save_steps": 100},
+        eval=SuiteConfig(corpus="sample", directions=["eng_Latn-deu_Latn", "fra_Latn-eng_Latn"], limit=2,
+                         max_new_tokens=8, n_shots=1),
+    )
+    run = run_recipe(r, stop_after="train")
+    data = run["outputs"]["data"]
+    out = tmp_path / "dpo"
+    transcripts = [json.loads(x) for x in (out / "sessions.jsonl").read_text().splitlines()]
+    pairs = [json.loads(x) for x in (out / "prefs.jsonl").read_text().splitlines()]
+    assert played == [str(first / "model")] and len(transcripts) == 6 and data["preference_pairs"] == len(pairs)
+    assert {p["meta"]["rejected"] for p in pairs} == {"first_answer", "unchanged"} and len(pairs) >= 4
+    for p in pairs:
+        terms = p["meta"]["terms"]
+        assert all(t in p["chosen"][0]["content"] for t in terms)
+        assert not all(t in p["rejected"][0]["content"] for t in terms)
+    summary = json.loads((out / "model" / "train_summary.json").read_text())
+    assert summary["objective"] == "dpo" and summary["global_step"] == 2
+    assert summary["config"]["init_adapter"] == str(first / "model")
+    with pytest.raises(Exception, match="go together"):
+        Recipe(name="x", train={"objective": "dpo"})
+    with pytest.raises(Exception, match="test split"):
+        run_recipe(Recipe(name="y", out=str(tmp_path / "y"), model=str(tiny_model_dir),
+                          data=DataSection(preferences={"corpus": "sample", "split": "devtest"}),
+                          train={"objective": "dpo"}, eval=SuiteConfig(corpus="sample")), stop_after="data")
