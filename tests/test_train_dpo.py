@@ -134,8 +134,9 @@ def test_dpo_from_an_adapter_moves_probability_to_the_chosen_answers(tiny_model_
     convs = tmp_path / "c.jsonl"
     convs.write_text("".join(json.dumps({"messages": json.loads(line)["prompt"][:2]}) + "\n"
                              for line in data.read_text().splitlines()))
+    # Trained with dropout, which the DPO run turns off (its step 1 must equal the reference).
     train(TrainConfig(data=str(convs), out=str(start), model=str(tiny_model_dir), chat_format="chatml", max_steps=2,
-                      batch_size=2, max_len=128, lr=1e-3, save_steps=100))
+                      batch_size=2, max_len=128, lr=1e-3, save_steps=100, lora_dropout=0.5))
 
     def margins(folder):
         model, tok = load_model(str(folder))
@@ -157,6 +158,7 @@ def test_dpo_from_an_adapter_moves_probability_to_the_chosen_answers(tiny_model_
     before, after = margins(start), margins(out)
     assert min(a - b for a, b in zip(after, before)) > 1.0  # every pair's chosen answer gained on its rejected one
     assert "DPO" in (out / "README.md").read_text()
+    assert json.loads((out / "adapter_config.json").read_text())["lora_dropout"] == 0.0  # this run's, not the start's
 
 
 def test_prefs_cli_writes_pairs_and_fails_in_one_line_on_bad_input(tmp_path):

@@ -445,7 +445,11 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.init_adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(_adapter_folder(cfg.init_adapter)), is_trainable=True)
+            folder = str(_adapter_folder(cfg.init_adapter))
+            # The adapter's own shape, with this run's dropout (a saved config carries the dropout it was trained with).
+            start = LoraConfig.from_pretrained(folder)
+            start.lora_dropout = cfg.lora_dropout
+            model = PeftModel.from_pretrained(model, folder, is_trainable=True, config=start)
         else:
             targets = cfg.lora_targets or LORA_TARGETS.get(model.config.model_type, "all-linear")
             model = get_peft_model(model, LoraConfig(
