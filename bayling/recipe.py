@@ -54,7 +54,8 @@ class DataSection(BuildConfig):
     # Preference pairs instead of conversations (train with objective: dpo): a model plays
     # translate-then-term-request sessions, {model: NAME, corpus: flores, split: dev, lines: 50, ...},
     # on the first `lines` lines of every eval direction; transcripts in out/sessions.jsonl (kept and
-    # reused), pairs (bayling.data.preferences) in out/prefs.jsonl.
+    # reused), pairs (bayling.data.preferences) in out/prefs.jsonl; `rejected: [without_term, unchanged]`
+    # keeps only the pairs whose rejected answer is the model's own failure.
     preferences: dict[str, Any] | None = None
 
     def build_config(self, src: DataSource, path: str, limit: int | None) -> BuildConfig:
@@ -195,11 +196,11 @@ def _preference_data(r: Recipe, out: Path, console) -> dict:
     from collections import Counter
 
     from bayling.data.io import read_records
-    from bayling.data.preferences import preference_pairs
+    from bayling.data.preferences import REJECTED, preference_pairs
     from bayling.eval import interactive
 
     opts = dict(r.data.preferences)
-    known = {"model", "corpus", "split", "lines", "max_new_tokens", "batch_size"}
+    known = {"model", "corpus", "split", "lines", "max_new_tokens", "batch_size", "rejected"}
     if set(opts) - known:
         raise ConfigError(f"recipe data.preferences: unknown option(s) {', '.join(sorted(set(opts) - known))} "
                          f"(known: {', '.join(sorted(known))})")
@@ -225,7 +226,8 @@ def _preference_data(r: Recipe, out: Path, console) -> dict:
             missing_terms=True, seed=r.data.seed, max_new_tokens=int(opts.get("max_new_tokens", r.eval.max_new_tokens))))
         write_jsonl(transcripts, played["transcripts"])
     counts: Counter = Counter()
-    n = write_jsonl(out / "prefs.jsonl", preference_pairs(read_records(transcripts), counts))
+    keep = opts.get("rejected", REJECTED)
+    n = write_jsonl(out / "prefs.jsonl", preference_pairs(read_records(transcripts), counts, keep=keep))
     if n == 0:
         raise ConfigError(f"recipe {r.name}: no preference pairs from {transcripts} ({dict(counts)})")
     console.print(f"[bold]data[/] {n} preference pairs; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))

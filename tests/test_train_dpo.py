@@ -44,6 +44,12 @@ def test_pairs_reject_the_models_failure_or_else_its_first_answer():
         assert "Hund" not in r["rejected"][0]["content"]
     assert counts == Counter(without_term=1, unchanged=1, first_answer=1, **{"no term request": 1,
                                                                             "request not a real difference": 1})
+    failures = list(preference_pairs(enumerate([_transcript("Die Katze schläft.", "Die Katze schläft."),
+                                                _transcript("Die Katze schläft.", "Der Hund schläft.")]),
+                                     keep=["without_term", "unchanged"]))
+    assert [r["meta"]["rejected"] for r in failures] == ["unchanged"]
+    with pytest.raises(PreferenceError, match="kinds of rejected"):
+        list(preference_pairs([], keep=["copies"]))
     with pytest.raises(PreferenceError, match="7: not a transcript"):
         list(preference_pairs([(7, {"turns": [], "ref": "x"})]))
 

@@ -148,6 +148,9 @@ def prefs_command(
     transcripts: Path = typer.Argument(..., help="Transcripts of `bayling eval interactive --kinds translate,constraint "
                                                  "--missing-terms` (its --transcript-out), on non-test lines."),
     out: Path = typer.Option(..., help="Preference pairs JSONL, TRL's conversational layout (written atomically)."),
+    rejected: str = typer.Option("without_term,unchanged,first_answer", help="Kinds of rejected answer to keep: "
+                                 "without_term (a rewrite without the word), unchanged (the first answer handed back), "
+                                 "first_answer (the model did use the word; its first answer is rejected)."),
 ) -> None:
     """Preference pairs for term requests: chosen = the reference (it has the word), rejected = the
     model's answer without it, or its first answer handed back (for `bayling train --objective dpo`)."""
@@ -157,7 +160,8 @@ def prefs_command(
     from bayling.data.preferences import preference_pairs
 
     counts: Counter = Counter()
-    n = write_jsonl(out, preference_pairs(read_records(transcripts), counts))
+    keep = [k.strip() for k in rejected.split(",") if k.strip()]
+    n = write_jsonl(out, preference_pairs(read_records(transcripts), counts, keep=keep))
     if n == 0:
         raise ConfigError(f"{transcripts}: no preference pairs ({dict(counts)})")
     typer.echo(f"wrote {n} pairs to {out}; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()), err=True)

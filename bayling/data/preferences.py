@@ -23,16 +23,24 @@ from typing import Any, Iterable, Iterator
 
 from bayling.errors import BaylingError
 
-__all__ = ["PreferenceError", "preference_pairs"]
+__all__ = ["REJECTED", "PreferenceError", "preference_pairs"]
 
 
 class PreferenceError(BaylingError, ValueError):
     """A transcript that cannot give a preference pair in any way (not a refinement session)."""
 
 
-def preference_pairs(transcripts: Iterable[tuple[str, dict[str, Any]]], counts: Counter | None = None) -> Iterator[dict]:
-    """One pair per usable (origin, transcript); `counts` tallies what each transcript became."""
+REJECTED = ("without_term", "unchanged", "first_answer")
+
+
+def preference_pairs(transcripts: Iterable[tuple[str, dict[str, Any]]], counts: Counter | None = None,
+                     keep: Iterable[str] = REJECTED) -> Iterator[dict]:
+    """One pair per usable (origin, transcript); `counts` tallies what each transcript became.
+    `keep`: the kinds of rejected answer to make pairs of (e.g. the model's own failures only)."""
     counts = Counter() if counts is None else counts
+    keep = set(keep)
+    if not keep or keep - set(REJECTED):
+        raise PreferenceError(f"keep: kinds of rejected answer from {', '.join(REJECTED)}, not {sorted(keep)}")
     for origin, t in transcripts:
         turns, replies = t.get("turns"), t.get("replies")
         if not isinstance(turns, list) or not isinstance(replies, list) or len(replies) != len(turns):
@@ -55,6 +63,9 @@ def preference_pairs(transcripts: Iterable[tuple[str, dict[str, Any]]], counts: 
             rejected, kind = reply, "unchanged" if reply.strip() == first.strip() else "without_term"
         if not rejected.strip():
             rejected, kind = first, "first_answer"
+        if kind not in keep:
+            counts[f"{kind} (not kept)"] += 1
+            continue
         counts[kind] += 1
         yield {
             "prompt": [{"role": "user", "content": turns[0]["user"]}, {"role": "assistant", "content": first},
