@@ -108,6 +108,11 @@ def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exc
             except ChatFormatError as err:
                 yield f"{path}[{i}]", err
         return
+    yield from _converted_lines(path, to_messages)
+
+
+def _converted_lines(path: Path, convert) -> Iterator[tuple[str, object]]:
+    """(origin "file:line", convert(record) or the reason it cannot be read) for each JSONL record."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
     from bayling.corpus.core import json_lines
@@ -117,7 +122,7 @@ def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exc
             yield origin, ChatFormatError(rec)
             continue
         try:
-            yield origin, to_messages(rec)
+            yield origin, convert(rec)
         except (ChatFormatError, AttributeError, TypeError) as err:
             yield origin, ChatFormatError(f"{origin}: {err}")
 
@@ -209,33 +214,25 @@ def read_preferences(path: str | Path) -> Iterator[tuple[str, tuple[list[dict], 
     """(origin, (prompt + chosen, prompt + rejected) messages, or why not) for each record of a
     preference JSONL in TRL's conversational layout: "prompt" (messages), "chosen" and "rejected"
     (one assistant message each, or its text). The prompt's assistant turns are context (weight 0)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file")
-    from bayling.corpus.core import json_lines
+    return _converted_lines(Path(path), _preference_sides)
 
-    for origin, rec in json_lines(path):
-        if isinstance(rec, str):
-            yield origin, ChatFormatError(rec)
-            continue
-        try:
-            prompt = rec.get("prompt")
-            if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) for m in prompt):
-                raise ChatFormatError("'prompt' must be a non-empty list of messages")
-            context = [{"role": m.get("role"), "content": m.get("content"),
-                        **({"weight": 0} if m.get("role") == "assistant" else {})} for m in prompt]
-            sides = []
-            for key in ("chosen", "rejected"):
-                answer = rec.get(key)
-                if isinstance(answer, str):
-                    answer = [{"role": "assistant", "content": answer}]
-                if not (isinstance(answer, list) and len(answer) == 1 and isinstance(answer[0], dict)
-                        and answer[0].get("role") == "assistant"):
-                    raise ChatFormatError(f"{key!r} must be one assistant message (or its text)")
-                sides.append(context + [{"role": "assistant", "content": answer[0].get("content")}])
-            yield origin, (sides[0], sides[1])
-        except (ChatFormatError, AttributeError) as err:
-            yield origin, ChatFormatError(f"{origin}: {err}")
+
+def _preference_sides(rec: dict) -> tuple[list[dict], list[dict]]:
+    prompt = rec.get("prompt")
+    if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) for m in prompt):
+        raise ChatFormatError("'prompt' must be a non-empty list of messages")
+    context = [{"role": m.get("role"), "content": m.get("content"),
+                **({"weight": 0} if m.get("role") == "assistant" else {})} for m in prompt]
+    sides = []
+    for key in ("chosen", "rejected"):
+        answer = rec.get(key)
+        if isinstance(answer, str):
+            answer = [{"role": "assistant", "content": answer}]
+        if not (isinstance(answer, list) and len(answer) == 1 and isinstance(answer[0], dict)
+                and answer[0].get("role") == "assistant"):
+            raise ChatFormatError(f"{key!r} must be one assistant message (or its text)")
+        sides.append(context + [{"role": "assistant", "content": answer[0].get("content")}])
+    return sides[0], sides[1]
 
 
 def tokenize_preferences(
