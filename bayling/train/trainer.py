@@ -621,6 +621,8 @@ def _model_card(s: dict) -> str:
     notice = ""
     if s["base_model"] in EMBEDDED:
         notice = f"\n## Licence\n{EMBEDDED[s['base_model']].licence_note}\n"
+    dpo = s.get("objective") == "dpo"
+    kept, tokens = ("preference pairs", "answer tokens") if dpo else ("conversations", "trained tokens")
     return (
         f"# {Path(c['out']).name}\n\n"
         f"Fine-tuned with [bayling](https://github.com/) (BayLing recipe: interactive-translation SFT).\n\n"
@@ -628,9 +630,9 @@ def _model_card(s: dict) -> str:
         f"| base model | `{s['base_model']}` |\n| method | {s['method']}"
         + (f" from `{c['init_adapter']}`" if c.get("init_adapter") else "") + " |\n"
         + (f"| objective | DPO (beta {c['dpo_beta']}, SFT weight {c['sft_weight']}) on preference pairs |\n"
-           if s.get("objective") == "dpo" else "") +
-        f"| chat format | `{s['chat_format']}` |\n| data | `{c['data']}` ({s['data']['kept']} conversations, "
-        f"{s['data']['assistant_tokens']} trained tokens) |\n"
+           if dpo else "") +
+        f"| chat format | `{s['chat_format']}` |\n| data | `{c['data']}` ({s['data']['kept']} {kept}, "
+        f"{s['data']['assistant_tokens']} {tokens}) |\n"
         f"| steps | {s['global_step']} |\n| final loss | {s['final_loss']} |\n"
         + (f"| selected checkpoint | step {s['selection']['best_step']} (chrF {s['selection']['best_chrf']} on the "
            f"held-out dev slice `{s['selection']['select_set']}`) |\n" if s.get("selection") else "")
