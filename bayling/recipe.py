@@ -55,7 +55,9 @@ class DataSection(BuildConfig):
     # translate-then-term-request sessions, {model: NAME, corpus: flores, split: dev, lines: 50, ...},
     # on the first `lines` lines of every eval direction; transcripts in out/sessions.jsonl (kept and
     # reused), pairs (bayling.data.preferences) in out/prefs.jsonl; `rejected: [without_term, unchanged]`
-    # keeps only the pairs whose rejected answer is the model's own failure.
+    # keeps only the pairs whose rejected answer is the model's own failure. On-policy pairs:
+    # `samples: 4, temperature: 0.7, chosen: own` draws 4 more answers per request (out/samples.jsonl) and
+    # chooses the model's own answer with the word instead of the reference.
     preferences: dict[str, Any] | None = None
 
     def build_config(self, src: DataSource, path: str, limit: int | None) -> BuildConfig:
@@ -200,7 +202,8 @@ def _preference_data(r: Recipe, out: Path, console) -> dict:
     from bayling.eval import interactive
 
     opts = dict(r.data.preferences)
-    known = {"model", "corpus", "split", "lines", "max_new_tokens", "batch_size", "rejected"}
+    known = {"model", "corpus", "split", "lines", "max_new_tokens", "batch_size", "rejected", "chosen", "samples",
+             "temperature"}
     if set(opts) - known:
         raise ConfigError(f"recipe data.preferences: unknown option(s) {', '.join(sorted(set(opts) - known))} "
                          f"(known: {', '.join(sorted(known))})")
@@ -213,21 +216,43 @@ def _preference_data(r: Recipe, out: Path, console) -> dict:
     lines = int(opts.get("lines", 50))
     if r.select.lines and corpus == "flores" and split == "dev" and lines > _flores_lines(root, "dev") - r.select.lines:
         raise ConfigError(f"recipe data.preferences: {lines} lines reach the {r.select.lines} held-out selection lines")
+    chosen, samples = str(opts.get("chosen", "reference")), int(opts.get("samples", 0))
+    if (chosen == "own") != (samples > 0):
+        raise ConfigError("recipe data.preferences: chosen: own and samples (answers drawn per request) go together")
+    engine = None
+
+    def model_engine():
+        nonlocal engine
+        if engine is None:
+            from bayling.infer.backends import load_engine
+
+            model = r.model if opts.get("model", "base") == "base" else str(opts["model"])
+            engine = load_engine(model, batch_size=int(opts.get("batch_size", r.eval.batch_size)), decoding=r.eval.decoding)
+        return engine
+
+    max_new = int(opts.get("max_new_tokens", r.eval.max_new_tokens))
     transcripts = out / "sessions.jsonl"
     if transcripts.is_file():
         console.print(f"[dim]preferences: transcripts played earlier ({transcripts}), reused[/]")
     else:
-        from bayling.infer.backends import load_engine
-
-        model = r.model if opts.get("model", "base") == "base" else str(opts["model"])
-        engine = load_engine(model, batch_size=int(opts.get("batch_size", r.eval.batch_size)), decoding=r.eval.decoding)
-        played = interactive.run(engine, interactive.InteractiveConfig(
+        played = interactive.run(model_engine(), interactive.InteractiveConfig(
             corpus=root, directions=r.eval.directions, split=split, limit=lines, kinds=["translate", "constraint"],
-            missing_terms=True, seed=r.data.seed, max_new_tokens=int(opts.get("max_new_tokens", r.eval.max_new_tokens))))
+            missing_terms=True, seed=r.data.seed, max_new_tokens=max_new))
         write_jsonl(transcripts, played["transcripts"])
+    if samples:
+        from bayling.data.preferences import sample_replies
+
+        sampled = out / "samples.jsonl"
+        if sampled.is_file():
+            console.print(f"[dim]preferences: sampled answers drawn earlier ({sampled}), reused[/]")
+        else:
+            write_jsonl(sampled, sample_replies(model_engine(), [t for _, t in read_records(transcripts)], samples,
+                                                temperature=float(opts.get("temperature", 0.7)),
+                                                max_new_tokens=max_new, seed=r.data.seed))
+        transcripts = sampled
     counts: Counter = Counter()
     keep = opts.get("rejected", REJECTED)
-    n = write_jsonl(out / "prefs.jsonl", preference_pairs(read_records(transcripts), counts, keep=keep))
+    n = write_jsonl(out / "prefs.jsonl", preference_pairs(read_records(transcripts), counts, keep=keep, chosen=chosen))
     if n == 0:
         raise ConfigError(f"recipe {r.name}: no preference pairs from {transcripts} ({dict(counts)})")
     console.print(f"[bold]data[/] {n} preference pairs; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))

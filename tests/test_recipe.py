@@ -196,7 +196,7 @@ def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluat
 class _Steerable:
     """Answers like a model that half follows term requests (the tiny random model answers nothing:
     a pair needs a first answer). Turn 1: the last word of the source; turn 2: the reference's words
-    for even sessions, the first answer again for odd ones."""
+    for even sessions, the first answer again for odd ones (when sampled: the reference's words)."""
 
     def __init__(self, refs):
         self.refs, self.decoding, self.batching = refs, {}, None
@@ -209,7 +209,8 @@ class _Steerable:
                 outs.append(src.split()[-1])
             else:
                 k = sorted(self.refs).index(src)
-                outs.append(self.refs[src] if k % 2 == 0 else conv[1]["content"])
+                sampled = config.temperature > 0  # a drawn answer uses the word where the greedy one did not
+                outs.append(self.refs[src] if k % 2 == 0 or sampled else conv[1]["content"])
         return outs
 
 
@@ -253,3 +254,33 @@ def test_dpo_recipe_plays_sessions_makes_pairs_and_trains_from_an_adapter(tiny_m
         run_recipe(Recipe(name="y", out=str(tmp_path / "y"), model=str(tiny_model_dir),
                           data=DataSection(preferences={"corpus": "sample", "split": "devtest"}),
                           train={"objective": "dpo"}, eval=SuiteConfig(corpus="sample")), stop_after="data")
+
+
+def test_on_policy_preferences_sample_the_models_answers_and_choose_its_own(tmp_path, monkeypatch):
+    """samples + chosen: own: answers drawn per request (out/samples.jsonl); chosen = the model's own answer."""
+    from bayling.corpus import read_flores
+    from bayling.resources import named_corpus
+
+    refs = {p.src: p.tgt for p in read_flores(named_corpus("sample"), "dev",
+                                              pairs=[("eng_Latn", "deu_Latn"), ("fra_Latn", "eng_Latn")])}
+    monkeypatch.setattr("bayling.infer.backends.load_engine", lambda model, **kw: _Steerable(refs))
+    def recipe(name, **prefs):
+        return Recipe(name=name, out=str(tmp_path / name), model="m",
+                      data=DataSection(preferences={"model": "m", "corpus": "sample", "split": "dev", "lines": 3,
+                                                    "max_new_tokens": 8, **prefs}),
+                      train={"objective": "dpo"},
+                      eval=SuiteConfig(corpus="sample", directions=["eng_Latn-deu_Latn", "fra_Latn-eng_Latn"], limit=2))
+    data = run_recipe(recipe("own", samples=2, temperature=0.5, chosen="own"), stop_after="data")["outputs"]["data"]
+    out = tmp_path / "own"
+    sampled = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    pairs = [json.loads(x) for x in (out / "prefs.jsonl").read_text().splitlines()]
+    assert all(len(t["samples"]) == 2 for t in sampled if len(t["turns"]) == 2)
+    # odd sessions: greedy handed the first answer back, a drawn answer used the word -> a pair; even
+    # sessions always used the word -> nothing to reject
+    assert pairs and data["preference_pairs"] == len(pairs) and data["counts"]["no own answer without the word"] >= 1
+    for p in pairs:
+        assert p["meta"]["chosen"] == "own" and p["meta"]["rejected"] == "unchanged"
+        assert p["rejected"][0]["content"] == p["prompt"][1]["content"]
+        assert all(w in p["chosen"][0]["content"] for w in p["meta"]["terms"])
+    with pytest.raises(Exception, match="go together"):
+        run_recipe(recipe("bad", chosen="own"), stop_after="data")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bayling.chat_formats import get_format
-from bayling.data.preferences import PreferenceError, preference_pairs
+from bayling.data.preferences import PreferenceError, preference_pairs, sample_replies
 from bayling.train import TrainConfig, train
 from bayling.train.dataset import IGNORE, read_preferences, tokenize_preferences
 from bayling.train.packing import PairCollator
@@ -52,6 +52,56 @@ def test_pairs_reject_the_models_failure_or_else_its_first_answer():
         list(preference_pairs([], keep=["copies"]))
     with pytest.raises(PreferenceError, match="7: not a transcript"):
         list(preference_pairs([(7, {"turns": [], "ref": "x"})]))
+
+
+def test_own_pairs_prefer_the_models_answer_with_the_word_when_it_translates_no_worse():
+    ref = "Der Hund schläft im Garten."
+    def t(first, reply, samples):
+        return {**_transcript(first, reply, ref=ref), "samples": samples}
+    counts = Counter()
+    rows = list(preference_pairs(enumerate([
+        # greedy lacks the word; the best-scoring sample with it is chosen, the greedy reply rejected
+        t("Die Katze schläft.", "Die Katze schläft im Garten.", ["Der Hund.", "Der Hund schläft im Garten.", "Katze."]),
+        # greedy has the word: it is chosen; the best sampled answer without the word is rejected
+        t("Die Katze schläft.", "Der Hund schläft im Garten.", ["Die Katze schläft im Garten.", "Katze.", "Der Hund."]),
+        t("Die Katze schläft.", "Die Katze schläft.", ["Die Katze.", "Eine Katze schläft."]),  # never the word
+        t("Die Katze schläft.", "Der Hund schläft.", ["Der Hund schläft im Garten!", "Der Hund."]),  # never without
+        # the only answer with the word is a worse translation than the rejected one: no pair
+        t("Die Katze schläft.", "Die Katze schläft im Garten.", ["Hund.", "Die Katze."]),
+    ]), counts, chosen="own"))
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"], r["meta"]["rejected"]) for r in rows] == [
+        ("Der Hund schläft im Garten.", "Die Katze schläft im Garten.", "without_term"),
+        ("Der Hund schläft im Garten.", "Die Katze schläft im Garten.", "sampled_without_term")]
+    for r in rows:
+        assert r["meta"]["chosen"] == "own" and r["meta"]["chosen_chrf"] >= r["meta"]["rejected_chrf"]
+        assert r["prompt"][1]["content"] == "Die Katze schläft."
+    assert counts == Counter(without_term=1, sampled_without_term=1, **{
+        "no own answer with the word": 1, "no own answer without the word": 1,
+        "own answer with the word translates worse": 1})
+    with pytest.raises(PreferenceError, match="0: no 'samples'"):
+        list(preference_pairs(enumerate([_transcript("Die Katze.", "Die Katze.")]), chosen="own"))
+    with pytest.raises(PreferenceError, match="chosen: one of"):
+        list(preference_pairs([], chosen="teacher"))
+
+
+def test_sample_replies_draws_n_answers_after_the_same_greedy_first_answer(tiny_model_dir):
+    from bayling.infer.backends import load_engine
+
+    engine = load_engine(str(tiny_model_dir), chat_format="chatml", batch_size=4)
+    seen = []
+    chat = engine.chat
+    engine.chat = lambda convs, config: seen.append((convs, config)) or chat(convs, config)
+    transcripts = [_transcript("Die Katze schläft.", "Die Katze."), _transcript("Der Hund.", "", kinds=("translate",))]
+    out = sample_replies(engine, transcripts, 3, temperature=0.9, max_new_tokens=6, progress=False)
+    assert len(out[0]["samples"]) == 3 and all(isinstance(x, str) for x in out[0]["samples"])
+    assert "samples" not in out[1]  # no term request: nothing to sample
+    (convs, config), = seen
+    assert config.temperature == 0.9 and config.max_new_tokens == 6 and len(convs) == 3
+    for conv in convs:
+        assert [m["content"] for m in conv] == [transcripts[0]["turns"][0]["user"], "Die Katze schläft.",
+                                                transcripts[0]["turns"][1]["user"]]
+    with pytest.raises(PreferenceError, match="temperature > 0"):
+        sample_replies(engine, transcripts, 2, temperature=0.0)
 
 
 def _write_pairs(path, n=8):
@@ -178,6 +228,15 @@ def test_prefs_cli_writes_pairs_and_fails_in_one_line_on_bad_input(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "wrote 1 pairs" in run.stderr and "unchanged 1" in run.stderr
     assert json.loads(out.read_text())["meta"]["rejected"] == "unchanged"
+    transcripts.write_text(json.dumps({**_transcript("Die Katze schläft.", "Die Katze schläft."),
+                                       "samples": ["Der Hund schläft im Garten."]}) + "\n", encoding="utf-8")
+    own = subprocess.run([sys.executable, "-m", "bayling.cli", "data", "prefs", str(transcripts), "--out", str(out),
+                          "--chosen", "own"], capture_output=True, text=True)
+    assert own.returncode == 0, own.stderr
+    assert json.loads(out.read_text())["chosen"][0]["content"] == "Der Hund schläft im Garten."
+    no_model = subprocess.run([sys.executable, "-m", "bayling.cli", "data", "prefs", str(transcripts), "--out",
+                               str(out), "--samples", "2"], capture_output=True, text=True)
+    assert no_model.returncode != 0 and "--samples needs --model" in no_model.stderr
     transcripts.write_text('{"id": "x", "ref": "r", "turns": [{"kind": "translate"}]}\n')
     bad = subprocess.run([sys.executable, "-m", "bayling.cli", "data", "prefs", str(transcripts), "--out",
                           str(tmp_path / "q.jsonl")], capture_output=True, text=True)

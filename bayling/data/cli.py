@@ -151,20 +151,40 @@ def prefs_command(
     rejected: str = typer.Option("without_term,unchanged,first_answer", help="Kinds of rejected answer to keep: "
                                  "without_term (a rewrite without the word), unchanged (the first answer handed back), "
                                  "first_answer (the model did use the word; its first answer is rejected)."),
+    chosen: str = typer.Option("reference", help="reference, or own: the model's own answer with the word (on-policy "
+                                                 "pairs; needs --samples, or transcripts that hold 'samples')."),
+    model: Optional[str] = typer.Option(None, help="The model that played the transcripts, to draw --samples from."),
+    samples: int = typer.Option(0, help="Answers to draw per term request (with --model); the transcripts with them "
+                                        "are written beside --out as *.samples.jsonl."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature for --samples."),
+    max_new_tokens: int = typer.Option(160),
+    batch_size: int = typer.Option(32),
 ) -> None:
-    """Preference pairs for term requests: chosen = the reference (it has the word), rejected = the
-    model's answer without it, or its first answer handed back (for `bayling train --objective dpo`)."""
+    """Preference pairs for term requests: chosen = the reference (it has the word) or the model's own
+    answer that has it, rejected = the model's answer without it, or its first answer handed back (for
+    `bayling train --objective dpo`)."""
     from collections import Counter
 
     from bayling.data.io import read_records, write_jsonl
-    from bayling.data.preferences import preference_pairs
+    from bayling.data.preferences import preference_pairs, sample_replies
 
+    records = read_records(transcripts)
+    if samples:
+        if not model:
+            raise ConfigError("--samples needs --model (the model that played the transcripts)")
+        from bayling.infer.backends import load_engine
+
+        drawn = sample_replies(load_engine(model, batch_size=batch_size), [t for _, t in records], samples,
+                               temperature=temperature, max_new_tokens=max_new_tokens)
+        sampled = out.with_suffix(".samples.jsonl")
+        write_jsonl(sampled, drawn)
+        records = read_records(sampled)
     counts: Counter = Counter()
     keep = [k.strip() for k in rejected.split(",") if k.strip()]
-    n = write_jsonl(out, preference_pairs(read_records(transcripts), counts, keep=keep))
+    n = write_jsonl(out, preference_pairs(records, counts, keep=keep, chosen=chosen))
     if n == 0:
         raise ConfigError(f"{transcripts}: no preference pairs ({dict(counts)})")
-    typer.echo(f"wrote {n} pairs to {out}; rejected: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()), err=True)
+    typer.echo(f"wrote {n} pairs to {out}; " + ", ".join(f"{k} {v}" for k, v in counts.most_common()), err=True)
 
 
 @app.command()
