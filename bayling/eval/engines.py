@@ -55,20 +55,23 @@ def chat_turns(engine: Engine, user_turns: Sequence[Sequence[str]], config: Gene
                history: Sequence[Sequence[dict]] | None = None) -> list[list[str]]:
     """Play scripted conversations: each inner list is one conversation's user turns, each answered
     with the history so far (`history`: messages already played, default none). Conversations are
-    batched turn by turn."""
+    batched turn by turn, the engine's `requests_per_call` at a time."""
     from bayling.eval.common import progress_bar
 
     history = [list(h) for h in history] if history is not None else [[] for _ in user_turns]
     replies: list[list[str]] = [[] for _ in user_turns]
     total = sum(len(t) for t in user_turns)
+    chunk = max(1, int(getattr(engine, "requests_per_call", 32)))
     with progress_bar(progress, total, label) as advance:
         for t in range(max((len(u) for u in user_turns), default=0)):
-            idx = [i for i, u in enumerate(user_turns) if t < len(u)]
-            convs = [history[i] + [{"role": "user", "content": user_turns[i][t]}] for i in idx]
-            outs = engine.chat(convs, config)
-            for i, conv, out in zip(idx, convs, outs):
-                # chat formats refuse empty turns: the history shows a placeholder, the reply stays empty
-                history[i] = conv + [{"role": "assistant", "content": out if out.strip() else EMPTY_REPLY}]
-                replies[i].append(out)
-            advance(len(idx))
+            active = [i for i, u in enumerate(user_turns) if t < len(u)]
+            for start in range(0, len(active), chunk):  # the engine's batch at a time: the bar moves
+                idx = active[start : start + chunk]
+                convs = [history[i] + [{"role": "user", "content": user_turns[i][t]}] for i in idx]
+                outs = engine.chat(convs, config)
+                for i, conv, out in zip(idx, convs, outs):
+                    # chat formats refuse empty turns: the history shows a placeholder, the reply stays empty
+                    history[i] = conv + [{"role": "assistant", "content": out if out.strip() else EMPTY_REPLY}]
+                    replies[i].append(out)
+                advance(len(idx))
     return replies
