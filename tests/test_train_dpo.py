@@ -213,7 +213,8 @@ def test_dpo_from_an_adapter_moves_probability_to_the_chosen_answers(tiny_model_
     assert logs[-1]["reward_accuracy"] == 1.0 and logs[-1]["loss"] < 0.5
     before, after = margins(start), margins(out)
     assert min(a - b for a, b in zip(after, before)) > 1.0  # every pair's chosen answer gained on its rejected one
-    assert "DPO" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "DPO" in card and "not packed" in card and "efficiency" not in card  # pairs are not packed: no packing figures
     assert json.loads((out / "adapter_config.json").read_text())["lora_dropout"] == 0.0  # this run's, not the start's
 
 

@@ -636,8 +636,9 @@ def _model_card(s: dict) -> str:
         f"| steps | {s['global_step']} |\n| final loss | {s['final_loss']} |\n"
         + (f"| selected checkpoint | step {s['selection']['best_step']} (chrF {s['selection']['best_chrf']} on the "
            f"held-out dev slice `{s['selection']['select_set']}`) |\n" if s.get("selection") else "")
+        + (f"| max_len | {c['max_len']} (preference pairs are not packed) |\n" if dpo else
+           f"| max_len / packing | {c['max_len']} / {c['packing']} (efficiency {s['packing_efficiency']}) |\n")
         +
-        f"| max_len / packing | {c['max_len']} / {c['packing']} (efficiency {s['packing_efficiency']}) |\n"
         f"| lr / batch / grad accum | {c['lr']} / {c['batch_size']} / {c['grad_accum']} |\n"
         f"\nUse: `bayling chat --model {c['out']}`\n{notice}"
     )
