@@ -96,3 +96,11 @@ def test_compare_systems_tables_plots_and_tests_the_difference(tmp_path):
 
     with pytest.raises(ValueError, match="no system 'nope'.*base"):
         compare_systems([("x", str(tmp_path / "a"), "nope")], tmp_path / "cmp3")
+
+
+def test_compare_plot_names_the_eval_set_the_runs_share():
+    from bayling.eval.report import _eval_set_name
+
+    assert _eval_set_name({"corpus": "flores", "split": "devtest", "directions": []}) == "FLORES-200 devtest"
+    assert _eval_set_name({"corpus": "newstest2020", "split": None}) == "newstest2020"
+    assert _eval_set_name(None) is None and _eval_set_name({"corpus": None}) is None

@@ -271,6 +271,14 @@ def plot_recipe_results(results: dict, path: Path, model: str, model_dir: Path) 
     plt.close(fig)
 
 
+def _eval_set_name(eval_set: dict | None) -> str | None:
+    """How a plot names the sentences a run was scored on (a recipe's results.json `eval_set`)."""
+    if not eval_set or not eval_set.get("corpus"):
+        return None
+    corpus = {"flores": "FLORES-200"}.get(str(eval_set["corpus"]), str(eval_set["corpus"]))
+    return f"{corpus} {eval_set['split']}" if eval_set.get("split") else corpus
+
+
 def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str:
     """Side-by-side table and plot of systems from several recipe runs: (label, run dir, system name).
 
@@ -285,7 +293,7 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    loaded = {}
+    loaded, sets = {}, set()
     for label, run, system in systems:
         path = Path(run) / "results.json"
         if not path.is_file():
@@ -294,6 +302,7 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
         if system not in res:
             raise EvalError(f"{path}: no system {system!r} (has: {', '.join(k for k in res if isinstance(res[k], dict) and 'chrf' in res[k])})")
         loaded[label] = res[system]
+        sets.add(_eval_set_name(res.get("eval_set")))
     labels = list(loaded)
     dirs = list(next(iter(loaded.values()))["breakdown"]["direction"])
     lines = ["| direction | " + " | ".join(f"{l} chrF / BLEU / off-target" for l in labels) + " |",
@@ -351,7 +360,7 @@ def compare_systems(systems: list[tuple[str, str, str]], out: str | Path) -> str
                [loaded[l]["breakdown"]["direction"].get(d, {}).get("chrf", 0) for d in dirs], width, label=l)
     ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(dirs))])
     ax.set_xticklabels([d.replace("_", " ").replace("-", "→\n") for d in dirs], fontsize=7)
-    ax.set_ylabel("chrF (FLORES-200 devtest)")
+    ax.set_ylabel(f"chrF ({sets.pop()})" if len(sets) == 1 and None not in sets else "chrF")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(out.with_suffix(".png")) as tmp:
