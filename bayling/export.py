@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bayling.io import atomic_path
+from bayling.io import atomic_path, remove_stale_temps, temp_path
 from bayling.errors import BaylingError
 
 __all__ = ["CHAT_FORMAT_KEY", "QUANTS", "ExportError", "export_gguf", "base_gguf_of"]
@@ -186,11 +186,24 @@ def _convert_with_llamacpp(run: Path, out: Path, converter: str | None) -> Path:
     if not conv:
         raise ExportError(f"{run}: its base is not an embedded GGUF model, so it needs llama.cpp's converter: pass "
                           "--converter PATH/TO/convert_hf_to_gguf.py (in a llama.cpp checkout)")
-    source = run
-    if (run / "adapter_config.json").is_file():
-        from bayling.train.merge import merge_adapter
+    if not Path(conv).is_file() and shutil.which(conv) is None:
+        raise ExportError(f"{conv}: no such converter (--converter: llama.cpp's convert_hf_to_gguf.py)")
+    merged = None
+    try:
+        source = run
+        if (run / "adapter_config.json").is_file():
+            from bayling.train.merge import merge_adapter
 
-        source = merge_adapter(run, run.with_name(run.name + "-merged"))
-    cmd = ([sys.executable, conv] if conv.endswith(".py") else [conv]) + [str(source), "--outfile", str(out)]
-    subprocess.run(cmd, check=True)
+            # A hidden temp folder: the merge is only the converter's input, never left behind (nor a killed export's).
+            name = run.with_name(run.name + "-merged")
+            remove_stale_temps(name)
+            source = merged = merge_adapter(run, temp_path(name))
+        with atomic_path(out) as tmp:
+            cmd = ([sys.executable, conv] if conv.endswith(".py") else [conv]) + [str(source), "--outfile", str(tmp)]
+            code = subprocess.run(cmd, check=False).returncode
+            if code != 0:
+                raise ExportError(f"{conv} failed (exit {code}) converting {run}; its messages are above")
+    finally:
+        if merged is not None:
+            shutil.rmtree(merged, ignore_errors=True)
     return out

@@ -3,7 +3,8 @@
 Every output is written to a hidden temp file (or folder) beside its target, with a name unique to
 the process and call, fsynced, then renamed over the target, and the rename is made durable: a
 killed run leaves either the old file or the new one, never a half-written file that looks done,
-and two writers never share a temp file.
+and two writers never share a temp file. A file that only grows (a resumable cache) takes whole
+lines with `append_jsonl`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-__all__ = ["atomic_dir", "atomic_open", "atomic_path", "atomic_write_json", "atomic_write_text", "dumps", "fsync_dir",
-           "temp_path", "write_jsonl"]
+__all__ = ["append_jsonl", "atomic_dir", "atomic_open", "atomic_path", "atomic_write_json", "atomic_write_text",
+           "dumps", "fsync_dir", "remove_stale_temps", "temp_path", "write_jsonl"]
 
 
 def dumps(record: dict) -> str:
@@ -52,6 +53,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temp path to write a file at (by any library); it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     tmp = temp_path(path)
     try:
         yield tmp
@@ -101,6 +103,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """A temp folder to fill; it replaces the folder `path` (old contents removed) only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     tmp = temp_path(path)
     tmp.mkdir()
     try:
@@ -117,3 +120,61 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Append records as JSON lines to a file that only grows (a resumable cache), fsynced. Returns the count.
+
+    A last line torn by a kill is closed off first: the new records start on a line of their own
+    (readers skip the fragment) instead of being glued onto it and lost.
+    """
+    path = Path(path)
+    lines = [dumps(record) + "\n" for record in records]
+    if not lines:
+        return 0
+    data = "".join(lines).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":
+                data = b"\n" + data
+        f.write(data)  # append mode: written at the end whatever the position
+        f.flush()
+        os.fsync(f.fileno())
+    return len(lines)
+
+
+def remove_stale_temps(path: str | Path) -> int:
+    """Remove what killed runs left beside `path`: `temp_path` files and folders of processes that are
+    gone (never a live process's; PIDs are this machine's). Returns how many were removed."""
+    path = Path(path)
+    prefix = f".{path.name}.tmp-"
+    removed = 0
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)]  # one listing: cheap
+    except OSError:
+        return 0
+    for entry in entries:
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's (PermissionError), or cannot tell: keep its files
+        return True
+    return True

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bayling.data.build import BuildConfig
-from bayling.errors import ConfigError
+from bayling.errors import BaylingError, ConfigError
 from bayling.infer.engine import check_decoding
 from bayling.eval.suite import SuiteConfig, evaluate_system, paired_chrf, pick_sentences, reference_off_target, summary
 from bayling.io import atomic_write_json, write_jsonl
 from bayling.resources import named_corpus
-from bayling.train.trainer import TrainConfig
+from bayling.train.trainer import TrainConfig, adapter_folder
 
 __all__ = ["DataSection", "DataSource", "Recipe", "STAGES", "SelectSection", "load_recipe_file", "run_recipe"]
 
@@ -31,6 +31,7 @@ PER_SOURCE = ("corpus", "split", "langs", "limit")  # BuildConfig fields each so
 
 @dataclass
 class DataSource:
+    __pydantic_config__ = {"extra": "forbid"}  # bayling.config.parse_section: an unknown key is an error
     corpus: str  # "sample" = the shipped sample; "flores" = ../shared FLORES-200 when present; or a path
     split: str = "dev"
     langs: list[str] | None = None
@@ -73,6 +74,7 @@ class DataSection(BuildConfig):
 class SelectSection:
     """Checkpoint selection: the last `lines` lines of FLORES-200 dev, in every eval direction, are
     held out of the training data and score each saved checkpoint (never devtest)."""
+    __pydantic_config__ = {"extra": "forbid"}  # bayling.config.parse_section: an unknown key is an error
 
     lines: int = 0  # 0: no selection, the last step is the model
     max_new_tokens: int = 64
@@ -101,43 +103,155 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Recipe":
+        """A recipe from its YAML mapping: every section typed and checked now, each problem named."""
+        from bayling.config import parse_section
+
         doc = dict(doc)
-        data = dict(doc.pop("data", {}) or {})
-        sources = [_source(s) for s in data.pop("sources", ["sample"])]
-        misplaced = [k for k in PER_SOURCE if k in data]
-        if misplaced:
-            raise ConfigError(f"recipe data: {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} set per source, "
-                              "under data.sources")
-        ev = dict(doc.pop("eval", {}) or {})
-        select = dict(doc.pop("select", {}) or {})
-        known = {"name", "out", "model", "train"}
+        known = {"name", "out", "model", "data", "train", "eval", "select"}
         unknown = set(doc) - known
         if unknown:
-            raise ConfigError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: data, train, eval, select, "
-                             f"{', '.join(sorted(known - {'train'}))})")
-        try:
-            return cls(data=DataSection(sources=sources, **data), eval=SuiteConfig(**ev), select=SelectSection(**select),
-                       **doc)
-        except TypeError as err:
-            raise ConfigError(f"recipe: {err}") from None
-
-
-def _source(entry: Any) -> DataSource:
-    """One data.sources entry: a corpus name, or a mapping of DataSource fields (unknown ones named)."""
-    if not isinstance(entry, dict):
-        return DataSource(str(entry))
-    known = [f.name for f in fields(DataSource)]
-    unknown = sorted(set(entry) - set(known))
-    if unknown:
-        raise ConfigError(f"recipe data.sources: unknown field(s) {', '.join(unknown)} in {entry} "
-                          f"(known: {', '.join(known)})")
-    return DataSource(**entry)
+            raise ConfigError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        data = doc.get("data")
+        if isinstance(data, dict):
+            data = {"sources": ["sample"], **data}
+            data["sources"] = [{"corpus": s} if isinstance(s, str) else s for s in data["sources"]] \
+                if isinstance(data["sources"], list) else data["sources"]
+            misplaced = [k for k in PER_SOURCE if k in data]
+            if misplaced:
+                raise ConfigError(f"recipe data: {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} set "
+                                  "per source, under data.sources")
+        top = {k: doc[k] for k in ("name", "out", "model") if k in doc}
+        for k, v in top.items():
+            if not isinstance(v, str) or not v:
+                raise ConfigError(f"recipe {k}: a non-empty string, got {v!r}")
+        parts, problems = {}, []
+        model = top.get("model", cls.model)
+        train = doc.get("train")
+        train = {"model": model, **train} if isinstance(train, dict) else train
+        for key, section, value in (("data", DataSection, data), ("train", TrainConfig, train),
+                                    ("eval", SuiteConfig, doc.get("eval")), ("select", SelectSection, doc.get("select"))):
+            try:
+                parts[key] = parse_section(section, value, f"recipe {key}")
+            except ConfigError as err:
+                problems.append(str(err))
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(**top, **parts)
 
 
 def load_recipe_file(path: str | Path) -> Recipe:
+    """A recipe file, checked whole before any stage runs (check_recipe)."""
     from bayling.train.trainer import read_recipe_yaml
 
-    return Recipe.from_dict(read_recipe_yaml(path))
+    doc = read_recipe_yaml(path)
+    if not doc:
+        raise ConfigError(f"{path}: an empty recipe (a recipe names at least its data and eval; see recipes/mini.yaml)")
+    try:
+        r = Recipe.from_dict(doc)
+        check_recipe(r)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return r
+
+
+def check_recipe(r: Recipe) -> None:
+    """What the types cannot say, checked before any stage: sources and models exist, language codes
+    and eval systems are real, and no training data holds an evaluation or selection sentence."""
+    from bayling.corpus.core import lang_code
+    from bayling.models import check_model_name
+
+    problems = []
+    if r.eval.limit < 1:
+        problems.append(f"recipe eval.limit: at least 1 sentence per direction, got {r.eval.limit}")
+    if r.select.lines < 0:
+        problems.append(f"recipe select.lines: 0 or more, got {r.select.lines}")
+    for i, src in enumerate(r.data.sources):
+        path = named_corpus(src.corpus)
+        if path is not None and not Path(path).exists():
+            problems.append(f"recipe data.sources.{i}.corpus: {src.corpus}: no such file or folder")
+    codes = [(f"data.sources.{i}.langs", c) for i, s in enumerate(r.data.sources) for c in s.langs or []]
+    for d in r.eval.directions:
+        src, sep, tgt = d.partition("-")
+        if not sep or not src or not tgt:
+            problems.append(f"recipe eval.directions: {d!r} is not SRC-TGT (e.g. eng_Latn-deu_Latn)")
+        codes += [("eval.directions", c) for c in (src, tgt) if c]
+    for where, code in codes:
+        try:
+            lang_code(code)
+        except (ValueError, BaylingError) as err:
+            problems.append(f"recipe {where}: {err}")
+    for where, name in [("model", r.model)] + [("eval.systems", s) for s in r.eval.systems if s not in ("base", "tuned")]:
+        try:
+            check_model_name(name)
+        except BaylingError as err:
+            problems.append(f"recipe {where}: {err}")
+    if r.train.init_adapter:
+        try:
+            adapter_folder(r.train.init_adapter)
+        except BaylingError as err:
+            problems.append(f"recipe train.init_adapter: {err}")
+    eval_root = named_corpus(r.eval.corpus)
+    if eval_root is None or not Path(eval_root).exists():
+        problems.append(f"recipe eval.corpus: {r.eval.corpus!r} is not here"
+                        + (" (../shared/data is absent)" if eval_root is None else ": no such file or folder"))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    _refuse_test_sentences(r)
+
+
+def _refuse_test_sentences(r: Recipe) -> None:
+    """The training data, by content, holds none of the eval's sentences nor the selection slice's."""
+    from bayling.data.build import read_units
+
+    held = {}
+    for p in pick_sentences(r.eval)[0]:
+        held.update({_norm(p.src): f"eval ({r.eval.corpus} {r.eval.split})", _norm(p.tgt): f"eval ({r.eval.corpus} {r.eval.split})"})
+    for p in select_pairs(r):
+        held.setdefault(_norm(p.src), "selection (the last select.lines of FLORES dev)")
+        held.setdefault(_norm(p.tgt), "selection (the last select.lines of FLORES dev)")
+    held = {k: v for k, v in held.items() if len(k) >= MIN_LEAK_CHARS}
+    if not held:
+        return
+    trained = [(f"data.sources.{i} ({src.corpus} {src.split})", cfg) for i, (src, cfg) in enumerate(source_configs(r))]
+    if r.data.preferences:
+        opts = r.data.preferences
+        root = named_corpus(str(opts.get("corpus", "flores")))
+        if root is not None and Path(root).exists():
+            from bayling.data.build import BuildConfig
+
+            trained = [(f"data.preferences ({opts.get('corpus', 'flores')} {opts.get('split', 'dev')})",
+                        BuildConfig(corpus=root, split=str(opts.get("split", "dev")), limit=int(opts.get("lines", 50)),
+                                    langs=sorted({c for d in r.eval.directions for c in d.split("-")})))]
+    for where, cfg in trained:
+        for unit in read_units(cfg)[1]:
+            for text in unit.texts.values():
+                hit = held.get(_norm(text))
+                if hit:
+                    raise ConfigError(f"recipe {r.name}: {where} contains a sentence of the {hit} at {unit.source} "
+                                      f"({text[:60]!r}): a model must not train on its test set; train on another split")
+
+
+MIN_LEAK_CHARS = 12  # shorter lines ("Yes.", a name) can repeat between unrelated splits
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def source_configs(r: Recipe) -> list[tuple[DataSource, BuildConfig]]:
+    """The builder config of every data source that is here (absent named corpora are skipped); the
+    selection lines stay out of FLORES dev."""
+    configs = []
+    for src in r.data.sources:
+        path = named_corpus(src.corpus)
+        if path is None or not Path(path).exists():
+            continue
+        limit = src.limit
+        if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
+            kept = _flores_lines(path, "dev") - r.select.lines
+            limit = kept if limit is None else min(limit, kept)
+        configs.append((src, r.data.build_config(src, path, limit)))
+    return configs
 
 
 def _mark(out: Path, stage: str, info: dict) -> None:
@@ -156,19 +270,10 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
     if r.data.preferences:
         return _preference_data(r, out, console)
 
-    used, skipped = [], []
-    configs = []
-    for src in r.data.sources:
-        path = named_corpus(src.corpus)
-        if path is None or not Path(path).exists():
-            skipped.append(src.corpus)
-            continue
-        used.append(src.corpus)
-        limit = src.limit
-        if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
-            kept = _flores_lines(path, "dev") - r.select.lines
-            limit = kept if limit is None else min(limit, kept)
-        configs.append(r.data.build_config(src, path, limit))
+    here = source_configs(r)
+    used = [src.corpus for src, _ in here]
+    skipped = [src.corpus for src in r.data.sources if src.corpus not in used]
+    configs = [cfg for _, cfg in here]
     drafts = _engine_drafts(r, out, configs, console) if r.data.drafts and not r.data.teacher else None
 
     def records():
@@ -326,7 +431,7 @@ def select_pairs(r: Recipe) -> list:
     return pairs
 
 
-def stage_train(r: Recipe, out: Path, console) -> dict:
+def stage_train(r: Recipe, out: Path, console, force: bool = False) -> dict:
     from bayling.train import train
     from bayling.train.select import write_select_set
 
@@ -338,8 +443,8 @@ def stage_train(r: Recipe, out: Path, console) -> dict:
     elif r.select.lines:
         console.print("[yellow]select: FLORES-200 dev is not here; the last step is the model[/]")
     data = out / ("prefs.jsonl" if r.train.objective == "dpo" else "convs.jsonl")
-    cfg = replace(r.train, **extra, data=str(data), out=str(out / "model"),
-                  resume=(out / "model" / "checkpoints").is_dir())
+    # Resume the checkpoints of this same training config (bayling.train.checkpoints); --force starts over.
+    cfg = replace(r.train, **extra, data=str(data), out=str(out / "model"), resume=not force)
     summary = train(cfg)
     keys = ("global_step", "final_loss", "train_seconds", "packing_efficiency", "data", "selection")
     return {k: summary.get(k) for k in keys}
@@ -388,9 +493,10 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
     import hashlib
 
     if system == "tuned":
+        from bayling.models.spec import content_fingerprint
+
         weights = out / "model"
-        files = sorted(p for p in weights.glob("*.safetensors")) if weights.is_dir() else []
-        ident = [f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files] + [r.eval.base_url or ""]
+        ident = [content_fingerprint(weights) if weights.is_dir() else "", r.eval.base_url or ""]
     else:
         ident = [r.model if system == "base" else system, r.train.chat_format or ""]
     # The other systems in the list change nothing about this one's answers.
@@ -436,6 +542,7 @@ def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None)
     from rich.console import Console
 
     console = Console(stderr=True)
+    check_recipe(r)  # before any stage: a wrong path or a test sentence in the data fails now, not hours later
     out = Path(r.out)
     out.mkdir(parents=True, exist_ok=True)
     main, barrier = _ranks()
@@ -454,7 +561,7 @@ def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None)
             outputs[stage] = _done(out, stage)
         else:
             t = time.perf_counter()
-            outputs[stage] = stages[stage](r, out, console)
+            outputs[stage] = stages[stage](r, out, console, **({"force": True} if force and stage == "train" else {}))
             if main:
                 timings[stage] = round(time.perf_counter() - t, 1)
                 atomic_write_json(timings_path, timings)

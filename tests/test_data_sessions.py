@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import shutil
 import string
 from collections import Counter
 from pathlib import Path
@@ -413,13 +415,57 @@ def test_build_command_with_a_drafts_model(tmp_path, tiny_model_dir):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     cache = [json.loads(line) for line in (tmp_path / "c.jsonl.drafts.jsonl").read_text().splitlines()]
-    assert cache and all(c["model"] == f"{tiny_model_dir}|few-shot" for c in cache)
+    assert cache and all(c["model"].startswith(f"{tiny_model_dir}|few-shot|chatml|128 tokens|") for c in cache)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     shown = {m["content"] for r in records for m in r["messages"] if m.get("weight") == 0}
     assert shown & {c["draft"] for c in cache}
     again = CliRunner().invoke(app, args)  # the cache answers every draft: nothing is translated twice
     assert again.exit_code == 0 and "0 to translate" in again.output
     assert out.read_text() == "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
+
+
+def _draft_counts(message: str) -> tuple[int, int]:
+    cached, todo = re.search(r"(\d+) cached, (\d+) to translate", message).groups()
+    return int(cached), int(todo)
+
+
+def test_drafts_are_made_again_for_other_weights_or_settings_and_only_then(tmp_path):
+    from bayling.data.drafts import prepare_drafts
+    from bayling.testing.tiny import build_tiny_model
+
+    model, cache = tmp_path / "dm", tmp_path / "s.drafts.jsonl"
+    cfg = BuildConfig(str(SAMPLE), limit=10, seed=3, multi_turn=0.9, crosslingual=0.0)
+
+    def run(**kw) -> tuple[int, int]:
+        logs: list[str] = []
+        prepare_drafts([cfg], str(model), cache, log=logs.append, progress=False, **{"max_new_tokens": 4, **kw})
+        return _draft_counts(logs[0])
+
+    build_tiny_model(model, seed=0)
+    n = run()[1]
+    assert n > 5 and run() == (n, 0)  # same weights, same settings: every draft is reused
+    shutil.rmtree(model)
+    build_tiny_model(model, seed=1)  # another model at the same path
+    assert run() == (0, n) and run() == (n, 0)
+    assert run(max_new_tokens=6) == (0, n)
+    assert run(chat_format="gemma") == (0, n)
+    assert run(prompt="chat", chat_format="gemma") == (0, n)
+    # A template-less base is prompted few-shot in chatml anyway: naming that format changes nothing.
+    assert run(chat_format="chatml") == (n, 0)
+
+
+def test_a_torn_last_line_of_the_drafts_cache_costs_only_itself(tmp_path):
+    from bayling.data.drafts import DraftCache, DraftRequest
+
+    path = tmp_path / "drafts.jsonl"
+    reqs = [DraftRequest("eng_Latn", "deu_Latn", f"Line {i}.", f"Zeile {i}.") for i in range(4)]
+    DraftCache(path, "m").add((r, f"draft {i}") for i, r in enumerate(reqs[:2]))
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"key": "torn')  # a kill mid-write
+    DraftCache(path, "m").add((r, f"draft {i}") for i, r in enumerate(reqs[2:], 2))
+    again = DraftCache(path, "m")
+    assert len(again) == 4
+    assert [again.lookup(r.src_lang, r.tgt_lang, r.source) for r in reqs] == [f"draft {i}" for i in range(4)]
 
 
 def test_constrained_first_requests_name_reference_words_and_change_nothing_else(lines):

@@ -19,3 +19,17 @@ def test_missing_inputs_are_one_line_value_errors(tmp_path):
     assert isinstance(res.exception, ValueError) and "nope.txt: no such file" in str(res.exception)
     res = CliRunner().invoke(app, ["mc", str(tmp_path)])
     assert isinstance(res.exception, ValueError)
+
+
+def test_empty_reference_lines_are_scored_with_a_one_line_warning(tmp_path):
+    hyp, ref = tmp_path / "h.txt", tmp_path / "r.txt"
+    hyp.write_text("Der Hund schläft.\nDie Katze.\nJa.\nNein.\n", encoding="utf-8")
+    ref.write_text("Der Hund schläft.\n\nJa.\n  \n", encoding="utf-8")
+    args = ["translation", "--hyp", str(hyp), "--ref", str(ref), "--metrics", "chrf", "--bootstrap", "0", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {ref}: 2 empty reference lines (lines 2, 4), scored as they are"]
+    ref.write_text("Der Hund schläft.\nDie Katze.\nJa.\nNein.\n", encoding="utf-8")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "warning" not in res.output, res.output

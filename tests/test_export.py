@@ -35,6 +35,39 @@ def test_refuses_what_it_cannot_export(tmp_path, monkeypatch):
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "not a `bayling train` output" in res.stderr
 
 
+def _adapter_run(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    run = tmp_path / "run"
+    model.save_pretrained(run)
+    cfg = json.loads((run / "adapter_config.json").read_text())
+    (run / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": str(tiny_model_dir)}))
+    (run / "bayling.json").write_text(json.dumps({"chat_format": "chatml", "base_model": str(tiny_model_dir)}))
+    return run
+
+
+def test_a_missing_or_failing_converter_is_one_line_and_leaves_nothing_behind(tiny_model_dir, tmp_path):
+    run = _adapter_run(tiny_model_dir, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ExportError, match="/nonexistent/convert.py: no such converter"):
+        export_gguf(run, tmp_path / "k.gguf", converter="/nonexistent/convert.py")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run-merged/ folder, no output
+    failing = tmp_path / "bin" / "convert.py"
+    failing.parent.mkdir()
+    failing.write_text("import sys\nopen(sys.argv[sys.argv.index('--outfile') + 1], 'w').write('half')\nsys.exit(3)\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = subprocess.run([sys.executable, "-m", "bayling.cli", "export", "gguf", str(run), "--out",
+                          str(tmp_path / "k.gguf"), "--converter", str(failing)], capture_output=True, text=True,
+                         check=False)
+    last = res.stderr.strip().splitlines()[-1]  # after the merge's progress bars
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert last.startswith("error: ") and "convert.py failed (exit 3)" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # the merged model and the half output are gone
+
+
 @pytest.mark.slow
 def test_shipped_adapter_exports_to_a_gguf_that_answers_like_the_merged_model(tmp_path):
     import gguf

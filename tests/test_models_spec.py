@@ -121,3 +121,25 @@ def test_bad_references_fail_when_the_weights_are_wanted(tmp_path):
         resolve_model("gemma-9000").weights
     with pytest.raises(models.ModelError, match="not a model folder"):
         resolve_model(_folder(tmp_path / "empty")).weights
+
+
+def test_fingerprint_follows_the_weights_not_the_path(tmp_path):
+    base = _folder(tmp_path / "base", config={})
+    (base / "model.safetensors").write_bytes(b"weights one")
+    run = _folder(tmp_path / "run", adapter_config={"base_model_name_or_path": str(base)})
+    (run / "adapter_model.safetensors").write_bytes(b"adapter one")
+    first = resolve_model(str(run)).fingerprint
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in base.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert resolve_model(str(base)).fingerprint == resolve_model(str(copy)).fingerprint  # a copy is the same model
+    # Files that decide nothing about the outputs (a README, the Trainer's arguments) change nothing.
+    (run / "README.md").write_text("notes")
+    (run / "training_args.bin").write_bytes(b"dated logging dir")
+    assert resolve_model(str(run)).fingerprint == first
+    (run / "adapter_model.safetensors").write_bytes(b"adapter two")  # other weights at the same path
+    second = resolve_model(str(run)).fingerprint
+    (base / "model.safetensors").write_bytes(b"weights two")  # the adapter's base retrained in place
+    assert len({first, second, resolve_model(str(run)).fingerprint}) == 3
+    assert resolve_model("owner/model").fingerprint != resolve_model("owner/other").fingerprint  # a hub id: its name

@@ -161,7 +161,7 @@ def test_bad_recipe_is_named(tmp_path):
     with pytest.raises(ValueError, match="datta"):
         load_recipe_file(bad)
     bad.write_text("name: x\ndata: {sources: [{corpus: sample, into_englsh: 0}]}\n")
-    with pytest.raises(ValueError, match="unknown field.*into_englsh.*known: corpus"):
+    with pytest.raises(ValueError, match="data.sources.0.into_englsh: unknown option.*known: corpus"):
         load_recipe_file(bad)
     bad.write_text("name: x\neval: {decoding: {no_repeat_ngram: 3}}\n")  # refused at load, not after training
     with pytest.raises(ValueError, match="unknown decoding setting.*no_repeat_ngram"):
@@ -173,7 +173,7 @@ def test_under_a_multi_process_launch_only_the_main_rank_builds_data_and_evaluat
 
     calls: list[str] = []
     for name in rec.STAGES:
-        monkeypatch.setattr(rec, f"stage_{name}", lambda r, out, console, name=name: calls.append(name) or {"ran": name})
+        monkeypatch.setattr(rec, f"stage_{name}", lambda r, out, console, name=name, **kw: calls.append(name) or {"ran": name})
     monkeypatch.setattr(rec, "write_results", lambda *a: calls.append("results"))
 
     def barrier() -> None:  # meanwhile the main rank finished its stages and marked them
@@ -250,13 +250,13 @@ def test_dpo_recipe_plays_sessions_makes_pairs_and_trains_from_an_adapter(tiny_m
     assert summary["config"]["init_adapter"] == str(first / "model")
     with pytest.raises(Exception, match="go together"):
         Recipe(name="x", train={"objective": "dpo"})
-    with pytest.raises(Exception, match="test split"):
+    with pytest.raises(Exception, match="data.preferences .sample devtest. contains a sentence of the eval"):
         run_recipe(Recipe(name="y", out=str(tmp_path / "y"), model=str(tiny_model_dir),
                           data=DataSection(preferences={"corpus": "sample", "split": "devtest"}),
                           train={"objective": "dpo"}, eval=SuiteConfig(corpus="sample")), stop_after="data")
 
 
-def test_on_policy_preferences_sample_the_models_answers_and_choose_its_own(tmp_path, monkeypatch):
+def test_on_policy_preferences_sample_the_models_answers_and_choose_its_own(tiny_model_dir, tmp_path, monkeypatch):
     """samples + chosen: own: answers drawn per request (out/samples.jsonl); chosen = the model's own answer."""
     from bayling.corpus import read_flores
     from bayling.resources import named_corpus
@@ -265,7 +265,7 @@ def test_on_policy_preferences_sample_the_models_answers_and_choose_its_own(tmp_
                                               pairs=[("eng_Latn", "deu_Latn"), ("fra_Latn", "eng_Latn")])}
     monkeypatch.setattr("bayling.infer.backends.load_engine", lambda model, **kw: _Steerable(refs))
     def recipe(name, **prefs):
-        return Recipe(name=name, out=str(tmp_path / name), model="m",
+        return Recipe(name=name, out=str(tmp_path / name), model=str(tiny_model_dir),
                       data=DataSection(preferences={"model": "m", "corpus": "sample", "split": "dev", "lines": 3,
                                                     "max_new_tokens": 8, **prefs}),
                       train={"objective": "dpo"},
@@ -284,3 +284,173 @@ def test_on_policy_preferences_sample_the_models_answers_and_choose_its_own(tmp_
         assert all(w in p["chosen"][0]["content"] for w in p["meta"]["terms"])
     with pytest.raises(Exception, match="go together"):
         run_recipe(recipe("bad", chosen="own"), stop_after="data")
+
+
+@pytest.mark.parametrize("text, named", [
+    ("train: {max_steps: two}", "train.max_steps: input should be a valid integer"),
+    ("train: {lr: fast}", "train.lr: input should be a valid number"),
+    ("train: {batch_size: 2.5}", "train.batch_size: input should be a valid integer"),
+    ("select: {lines: four}", "select.lines: input should be a valid integer"),
+    ("eval: {limit: x}", "eval.limit: input should be a valid integer"),
+    ("eval: {limit: 0}", "eval.limit: at least 1"),
+    ("data: [sample]", "recipe data: a mapping"),
+    ("eval: flores", "recipe eval: a mapping"),
+    ("data: {sources: sample}", "data.sources: input should be a valid list"),
+    ("data: {sources: [{corpus: sample, langs: eng_Latn}]}", "data.sources.0.langs: input should be a valid list"),
+    ("data: {sources: [{corpus: /tmp/my-corpus-typo.tsv}]}", "data.sources.0.corpus: /tmp/my-corpus-typo.tsv: no such"),
+    ("eval: {directions: [eng_Latn-xx]}", "eval.directions: .*xx"),
+    ("eval: {directions: [eng_Latn]}", "eval.directions: 'eng_Latn' is not SRC-TGT"),
+    ("eval: {systems: [base, tunde]}", "eval.systems: unknown model 'tunde'"),
+    ("eval: {corpus: /tmp/no-such-eval-set}", "eval.corpus: .*no-such-eval-set"),
+    ("model: /tmp/nonexistent-model", "recipe model: /tmp/nonexistent-model: no such model folder"),
+    ("", "an empty recipe"),
+])
+def test_a_recipe_is_checked_whole_when_it_is_loaded(tmp_path, text, named):
+    """Types, paths, language codes, systems and models: refused at load, each problem naming its
+    field, never a traceback after the data stage (issue 44, defect 5)."""
+    bad = tmp_path / "r.yaml"
+    bad.write_text(text + "\n")
+    with pytest.raises(ValueError, match=named) as err:
+        load_recipe_file(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_problem_is_named_in_one_line_and_the_cli_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "r.yaml"
+    bad.write_text("train: {max_steps: two, lr: fast}\neval: {systems: [base, tunde]}\n")
+    r = subprocess.run([sys.executable, "-m", "bayling.cli", "recipe", "run", str(bad)], capture_output=True, text=True,
+                       timeout=120, env={**__import__("os").environ, "BAYLING_HOME": str(tmp_path / "home")})
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    for field in ("train.max_steps", "train.lr"):
+        assert field in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_training_on_the_eval_sentences_is_refused_at_load(tmp_path):
+    """The sample's devtest as a training source with the sample devtest eval, or the eval's
+    sentences under another file name: refused before any stage, naming both (defect 4)."""
+    bad = tmp_path / "r.yaml"
+    bad.write_text("data: {sources: [{corpus: sample, split: devtest}]}\neval: {corpus: sample}\n")
+    with pytest.raises(ValueError, match=r"data.sources.0 \(sample devtest\) contains a sentence of the eval \(sample devtest\)"):
+        load_recipe_file(bad)
+    from bayling.eval.suite import pick_sentences
+
+    test = pick_sentences(SuiteConfig(corpus="sample"))[0]
+    copy = tmp_path / "mine.en-de.tsv"
+    copy.write_text("".join(f"{p.src}\t{p.tgt}\n" for p in test[:3] if p.src_lang == "eng_Latn") + "Hello there, friend.\tHallo, Freund.\n")
+    bad.write_text(f"data: {{sources: [{{corpus: {copy}, langs: [eng_Latn, deu_Latn]}}]}}\neval: {{corpus: sample}}\n")
+    with pytest.raises(ValueError, match="mine.en-de.tsv.*contains a sentence of the eval"):
+        load_recipe_file(bad)
+    with pytest.raises(ValueError, match="contains a sentence of the eval"):  # a recipe built in code, too
+        run_recipe(Recipe(out=str(tmp_path / "run"), data=DataSection(sources=[DataSource("sample", "devtest")])))
+    assert not (tmp_path / "run" / "convs.jsonl").exists()
+    # The shipped layout (dev to train on, devtest to test on) passes.
+    bad.write_text("data: {sources: [{corpus: sample, split: dev}]}\neval: {corpus: sample}\n")
+    assert load_recipe_file(bad).data.sources[0].split == "dev"
+
+
+def test_flores_devtest_as_training_data_is_refused(shared_data, tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("data: {sources: [{corpus: flores, split: devtest, langs: [eng_Latn, deu_Latn]}]}\n"
+                   "eval: {corpus: flores, directions: [eng_Latn-deu_Latn], limit: 50}\n")
+    with pytest.raises(ValueError, match=r"flores devtest\) contains a sentence of the eval \(flores devtest\)"):
+        load_recipe_file(bad)
+
+
+def test_shipped_recipes_load_and_pass_the_checks(shared_data):
+    from pathlib import Path
+
+    import re
+
+    for path in sorted(Path(__file__).resolve().parents[1].glob("recipes/*.yaml")):
+        # An experiment that starts from, or compares with, another run's output needs that run first.
+        text = "\n".join(line.partition("#")[0] for line in path.read_text().splitlines())
+        needs = re.findall(r"(?:init_adapter|systems):.*?(runs/[\w./-]+)", text)
+        if needs:
+            with pytest.raises(ValueError, match=re.escape(needs[0])):
+                load_recipe_file(path)
+        else:
+            assert load_recipe_file(path).eval.limit >= 1
+
+
+def _killed_at(cmd, env, ready, timeout=300) -> bool:
+    """Start `cmd`, SIGKILL it once `ready()` holds; False if it ended first."""
+    import signal
+    import subprocess
+    import time
+
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if victim.poll() is not None:
+                return False
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.002)
+        victim.send_signal(signal.SIGKILL)
+        return victim.wait() == -signal.SIGKILL
+    finally:
+        victim.kill()
+
+
+def test_a_recipe_killed_at_any_stage_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    """SIGKILL `bayling recipe run` in the data stage, while a checkpoint is written, mid-training,
+    during the final save and during the eval; each rerun goes on, and the last one ends with the
+    results, curve and weights of a run never interrupted (issue 44)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file
+
+    def recipe(out):
+        path = tmp_path / f"{out.name}.yaml"
+        path.write_text(
+            f"name: k\nout: {out}\nmodel: {tiny_model_dir}\n"
+            "data: {sources: [{corpus: sample, split: dev, langs: [eng_Latn, deu_Latn, fra_Latn], limit: 16}], "
+            "max_turns: 3, filter: false}\n"
+            "train: {chat_format: chatml, max_steps: 12, batch_size: 2, max_len: 256, save_steps: 3, "
+            "save_total_limit: 2, lr: 5.0e-3}\n"
+            "eval: {corpus: sample, directions: [eng_Latn-deu_Latn, fra_Latn-eng_Latn], limit: 2, max_new_tokens: 8, "
+            "n_shots: 1}\n")
+        return [sys.executable, "-m", "bayling.cli", "recipe", "run", str(path)]
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    baseline = subprocess.Popen(recipe(whole), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ckpt = killed / "model" / "checkpoints"
+    points = {
+        "data": lambda: killed.is_dir(),
+        "mid-checkpoint": lambda: (ckpt / "checkpoint-6").is_dir(),
+        "training": lambda: (ckpt / "checkpoint-9" / "bayling-checkpoint.json").is_file(),
+        "final save": lambda: (killed / "model" / "adapter_config.json").is_file(),
+        "eval": lambda: (killed / "eval-base.json").is_file(),
+    }
+    for where, ready in points.items():
+        assert _killed_at(recipe(killed), env, ready), f"the run ended before the {where} kill"
+    assert not (killed / "eval.done.json").exists()
+    r = subprocess.run(recipe(killed), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert baseline.wait(timeout=600) == 0, baseline.stderr.read()[-3000:]
+
+    a, b = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
+    for system in ("base", "tuned"):
+        assert [e["hyp"] for e in a[system]["examples"]] == [e["hyp"] for e in b[system]["examples"]]
+        assert a[system]["chrf"] == b[system]["chrf"]
+    sa, sb = (json.loads((d / "model" / "train_summary.json").read_text()) for d in (killed, whole))
+    assert sa["global_step"] == sb["global_step"] == 12
+    la, lb = ([(h["step"], h["loss"]) for h in s["log_history"] if "loss" in h] for s in (sa, sb))
+    assert [s for s, _ in la] == [s for s, _ in lb] == list(range(1, 13))
+    torch.testing.assert_close(torch.tensor([x for _, x in la]), torch.tensor([x for _, x in lb]), atol=0, rtol=1e-4)
+    wa, wb = (load_file(str(d / "model" / "adapter_model.safetensors")) for d in (killed, whole))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-3, msg=k)
+    assert json.loads((killed / "train.done.json").read_text())["global_step"] == 12

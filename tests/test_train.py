@@ -337,11 +337,11 @@ def test_lora_run_saves_a_servable_adapter_and_resumes(tiny_model_dir, tmp_path)
     model, tok = load_model(str(out))  # the adapter folder alone is enough (merged for inference)
     assert "<|im_start|>" in tok.chat_template
 
-    # Resume: more steps continue the same step count and loss curve.
+    # Another config (more steps: another learning-rate schedule) never resumes this one's checkpoints.
     s2 = train(TrainConfig(**{**cfg, "max_steps": 6, "resume": True}))
-    steps = [h["step"] for h in s2["log_history"] if "loss" in h]
     assert s2["global_step"] == 6
-    assert steps[-2:] == [5, 6]
+    assert [h["step"] for h in s2["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+    assert [h["loss"] for h in s2["log_history"] if "loss" in h][:4] != [h["loss"] for h in s["log_history"] if "loss" in h]
 
 
 def test_full_fine_tune(tiny_model_dir, tmp_path):
@@ -768,3 +768,64 @@ def test_loading_a_checkpoint_restores_its_adapter(tiny_model_dir, tmp_path):
     load_checkpoint_weights(model, tmp_path / "r" / "checkpoints" / "checkpoint-2")
     after = get_peft_model_state_dict(model)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _tiny_run(tiny_model_dir, tmp_path, out="run", **over) -> dict:
+    data = tmp_path / "c.jsonl"
+    if not data.exists():
+        write_convs(data, n=16)
+    return {**dict(data=str(data), out=str(tmp_path / out), model=str(tiny_model_dir), chat_format="chatml",
+                   max_steps=4, batch_size=2, max_len=96, save_steps=1, save_total_limit=3, lr=5e-3, seed=3), **over}
+
+
+def test_a_checkpoint_killed_while_written_is_skipped(tiny_model_dir, tmp_path):
+    """Killed while checkpoint-4 was written (its folder there, files missing): a resume takes
+    checkpoint-3 and ends where the uninterrupted run did (issue 44, defect 1)."""
+    cfg = _tiny_run(tiny_model_dir, tmp_path)
+    train(TrainConfig(**cfg))
+    out = tmp_path / "run"
+    whole = tmp_path / "whole"
+    import shutil
+
+    shutil.copytree(out, whole)
+    for f in ("train_summary.json", "adapter_model.safetensors"):  # the run never got past the save
+        (out / f).unlink()
+    last = out / "checkpoints" / "checkpoint-4"
+    for f in last.iterdir():  # as after a kill once only the weights were written
+        if f.name not in ("adapter_model.safetensors", "adapter_config.json"):
+            f.unlink() if f.is_file() else shutil.rmtree(f)
+    (out / "checkpoints" / "checkpoint-5").mkdir()  # and a folder with nothing in it yet
+    s = train(TrainConfig(**cfg, resume=True))
+    assert s["global_step"] == 4
+    assert not (out / "checkpoints" / "checkpoint-5").exists()
+    _assert_same_training(out, whole, rtol=1e-4)
+
+
+def test_resuming_the_final_checkpoint_trains_no_extra_step(tiny_model_dir, tmp_path):
+    """Killed during the final save: the last checkpoint is the model, step 4 of 4, not 5 (defect 3)."""
+    cfg = _tiny_run(tiny_model_dir, tmp_path)
+    first = train(TrainConfig(**cfg))
+    out = tmp_path / "run"
+    (out / "adapter_model.safetensors").unlink()
+    (out / "train_summary.json").unlink()
+    s = train(TrainConfig(**cfg, resume=True))
+    assert s["global_step"] == 4
+    assert [h["step"] for h in s["log_history"] if "loss" in h] == [1, 2, 3, 4]
+    assert s["final_loss"] == first["final_loss"]
+    torch.testing.assert_close(_adapter(out), _adapter(out / "checkpoints" / "checkpoint-4"))
+
+
+def test_a_changed_config_or_no_resume_trains_from_step_0(tiny_model_dir, tmp_path):
+    """Another lr never continues the old lr's checkpoints, nor does a run without resume (defect 2):
+    the curve is the one a fresh run of the new config draws."""
+    train(TrainConfig(**_tiny_run(tiny_model_dir, tmp_path)))
+    fresh = train(TrainConfig(**_tiny_run(tiny_model_dir, tmp_path, out="fresh", lr=1e-3)))
+    changed = train(TrainConfig(**_tiny_run(tiny_model_dir, tmp_path, lr=1e-3), resume=True))
+    losses = lambda s: [(h["step"], h["loss"]) for h in s["log_history"] if "loss" in h]  # noqa: E731
+    assert losses(changed) == losses(fresh)
+    again = train(TrainConfig(**_tiny_run(tiny_model_dir, tmp_path, lr=1e-3)))  # resume off: start over
+    assert losses(again) == losses(fresh)
+    # The same data path with other contents is another config too.
+    write_convs(tmp_path / "c.jsonl", n=12, turns=1)
+    other = train(TrainConfig(**_tiny_run(tiny_model_dir, tmp_path, lr=1e-3), resume=True))
+    assert other["data"]["read"] == 12 and [s for s, _ in losses(other)] == [1, 2, 3, 4]

@@ -244,3 +244,33 @@ def test_prefs_cli_writes_pairs_and_fails_in_one_line_on_bad_input(tmp_path):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     assert "t.jsonl:1" in bad.stderr and "replies" in bad.stderr
     assert not (tmp_path / "q.jsonl").exists()
+
+
+BAD_TRANSCRIPTS = [  # (change to a good transcript, the field the error must name)
+    (lambda t: t.update(replies=["Die Katze schläft.", None]), "replies"),
+    (lambda t: t.update(replies=[5, "Die Katze schläft."]), "replies"),
+    (lambda t: t.update(turns=["a", "b"]), "turns"),
+    (lambda t: t.update(ref=5), "ref"),
+    (lambda t: t["turns"][1].update(terms="Hund"), "terms"),
+    (lambda t: t["turns"][1].update(terms=["Hund", 3]), "terms"),
+    (lambda t: t["turns"][0].update(user=None), "user"),
+    (lambda t: t.update(samples=["Der Hund.", None]), "samples"),
+]
+
+
+@pytest.mark.parametrize("spoil,field", BAD_TRANSCRIPTS, ids=[f"{f}{i}" for i, (_, f) in enumerate(BAD_TRANSCRIPTS)])
+def test_malformed_transcripts_fail_naming_file_line_and_field(spoil, field, tmp_path):
+    t = _transcript("Die Katze schläft.", "Die Katze schläft.")
+    spoil(t)
+    with pytest.raises(PreferenceError, match=rf"^t\.jsonl:3: .*{field}") as err:
+        list(preference_pairs([("t.jsonl:3", t)], chosen="own" if field == "samples" else "reference"))
+    assert "\n" not in str(err.value)
+    # The CLI: exit 2, one line naming file:line and the field, no output file.
+    path, out = tmp_path / "t.jsonl", tmp_path / "p.jsonl"
+    good = {**_transcript("Die Katze.", "Die Katze."), "samples": []}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(t) + "\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "bayling.cli", "data", "prefs", str(path), "--out", str(out),
+                          *(["--chosen", "own"] if field == "samples" else [])], capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "t.jsonl:2: " in run.stderr and field in run.stderr and not out.exists()

@@ -29,6 +29,7 @@ SESSIONS = ("refine", "v1")  # draft-then-refine (recipe v2) or the first recipe
 
 @dataclass
 class BuildConfig:
+    __pydantic_config__ = {"extra": "forbid"}  # bayling.config.parse_section: an unknown key is an error
     corpus: str  # a FLORES-200 folder (multi-way) or anything bayling.corpus.open_pairs reads
     split: str = "dev"
     langs: list[str] | None = None  # None: every language of the FLORES folder

@@ -166,7 +166,7 @@ def prefs_command(
     from collections import Counter
 
     from bayling.data.io import read_records, write_jsonl
-    from bayling.data.preferences import preference_pairs, sample_replies
+    from bayling.data.preferences import check_transcript, preference_pairs, sample_replies
 
     records = read_records(transcripts)
     if samples:
@@ -174,7 +174,8 @@ def prefs_command(
             raise ConfigError("--samples needs --model (the model that played the transcripts)")
         from bayling.infer.backends import load_engine
 
-        drawn = sample_replies(load_engine(model, batch_size=batch_size), [t for _, t in records], samples,
+        transcripts_read = [check_transcript(origin, t) for origin, t in records]
+        drawn = sample_replies(load_engine(model, batch_size=batch_size), transcripts_read, samples,
                                temperature=temperature, max_new_tokens=max_new_tokens)
         sampled = out.with_suffix(".samples.jsonl")
         write_jsonl(sampled, drawn)

@@ -7,21 +7,29 @@ its first answer with small edits; a draft from a real model has the errors that
 
 Two passes keep the builder deterministic: `DraftRecorder` records which (direction, source) the
 planner asks a draft for; `generate_drafts` translates those once with any engine (a few-shot
-prompt for a base model) into a JSONL cache keyed by content — appended batch by batch, so a
-killed run resumes where it stopped; then the planner runs again with `DraftCache.lookup`.
+prompt for a base model) into a JSONL cache keyed by content — the line, and the engine by its
+weights' content and generation settings (`draft_engine`), so other weights at the same path or
+other settings never reuse a draft — appended batch by batch, so a killed run resumes where it
+stopped; then the planner runs again with `DraftCache.lookup`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-__all__ = ["DraftCache", "DraftRecorder", "DraftRequest", "draft_key", "generate_drafts", "prepare_drafts"]
+from bayling.hardware import fast_bf16
+from bayling.io import append_jsonl
+from bayling.models import ModelSpec, default_chat_format, resolve_model
+
+__all__ = ["DraftCache", "DraftRecorder", "DraftRequest", "draft_engine", "draft_key", "generate_drafts",
+           "prepare_drafts"]
+
+N_SHOTS = 3
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,10 @@ class DraftRecorder:
 
 
 class DraftCache:
-    """key -> draft, in a JSONL file that only grows; a torn last line (a kill mid-write) is ignored."""
+    """key -> draft, in a JSONL file that only grows; a torn last line (a kill mid-write) is ignored.
+
+    `engine_name` names what makes the drafts (`draft_engine`): it is part of every key.
+    """
 
     def __init__(self, path: str | Path, engine_name: str):
         self.path, self.engine_name = Path(path), engine_name
@@ -60,7 +71,8 @@ class DraftCache:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                self._drafts[rec["key"]] = rec["draft"]
+                if isinstance(rec, dict) and "key" in rec and "draft" in rec:
+                    self._drafts[rec["key"]] = rec["draft"]
 
     def __len__(self) -> int:
         return len(self._drafts)
@@ -72,21 +84,26 @@ class DraftCache:
         return self._drafts.get(self.key(src_lang, tgt_lang, source))
 
     def add(self, items: Iterable[tuple[DraftRequest, str]]) -> None:
-        lines = []
+        records = []
         for req, draft in items:
             key = self.key(req.src_lang, req.tgt_lang, req.source)
             self._drafts[key] = draft
-            lines.append(json.dumps({"key": key, "model": self.engine_name, "src_lang": req.src_lang,
-                                     "tgt_lang": req.tgt_lang, "draft": draft}, ensure_ascii=False) + "\n")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
+            records.append({"key": key, "model": self.engine_name, "src_lang": req.src_lang,
+                            "tgt_lang": req.tgt_lang, "draft": draft})
+        append_jsonl(self.path, records)
+
+
+def draft_engine(spec: ModelSpec, *, prompt: str, max_new_tokens: int, n_shots: int = N_SHOTS) -> str:
+    """What a draft depends on besides its line: the model by the content of its weights (a model
+    replaced at the same path makes new drafts), the precision it runs in, and how it is asked."""
+    dtype = "bf16" if fast_bf16() else "fp32"  # what load_model picks: greedy decoding differs between them
+    return (f"{spec.ref}|{prompt}|{spec.chat_format}|{max_new_tokens} tokens|{n_shots} shots|{dtype}"
+            f"|{spec.fingerprint[:16]}")
 
 
 def generate_drafts(requests: Sequence[DraftRequest], engine, cache: DraftCache, *, prompt: str = "few-shot",
-                    n_shots: int = 3, max_new_tokens: int = 128, batch_size: int = 32, progress: bool = True) -> int:
+                    n_shots: int = N_SHOTS, max_new_tokens: int = 128, batch_size: int = 32,
+                    progress: bool = True) -> int:
     """Translate every request the cache lacks; returns how many were made now.
 
     Few-shot examples for a direction are other requests of that direction (their references),
@@ -139,18 +156,18 @@ def prepare_drafts(configs: Sequence, model: str, cache_path: str | Path, *, pro
     for cfg in configs:
         for _ in plan_conversations(cfg, recorder):
             pass
-    cache = DraftCache(cache_path, f"{model}|{prompt}")
+    if chat_format is None and prompt == "few-shot" and default_chat_format(model) == "auto":
+        chat_format = "chatml"  # a few-shot prompt is plain text: any format will do for a template-less base
+    spec = resolve_model(model, chat_format=chat_format)
+    cache = DraftCache(cache_path, draft_engine(spec, prompt=prompt, max_new_tokens=max_new_tokens))
     requests = list(recorder.requests.values())
     todo = sum(cache.lookup(q.src_lang, q.tgt_lang, q.source) is None for q in requests)
     log(f"drafts: {len(requests)} lines want a draft from {model} ({prompt}); {len(requests) - todo} cached, "
         f"{todo} to translate ({cache_path})")
     if todo:
         from bayling.infer.engine import TransformersEngine
-        from bayling.models import default_chat_format
 
-        if chat_format is None and prompt == "few-shot" and default_chat_format(model) == "auto":
-            chat_format = "chatml"  # a few-shot prompt is plain text: any format will do for a template-less base
-        engine = TransformersEngine.load(model, chat_format=chat_format, batch_size=batch_size)
+        engine = TransformersEngine.load(spec, batch_size=batch_size)
         generate_drafts(requests, engine, cache, prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         progress=progress)
     return cache.lookup

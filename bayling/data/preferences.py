@@ -29,17 +29,45 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
-from bayling.errors import BaylingError
+from bayling.data.io import DataError
 
-__all__ = ["CHOSEN", "REJECTED", "PreferenceError", "preference_pairs", "sample_replies"]
+__all__ = ["CHOSEN", "REJECTED", "PreferenceError", "check_transcript", "preference_pairs", "sample_replies"]
 
 
-class PreferenceError(BaylingError, ValueError):
+class PreferenceError(DataError):
     """A transcript that cannot give a preference pair in any way (not a refinement session)."""
 
 
 REJECTED = ("without_term", "unchanged", "first_answer")
 CHOSEN = ("reference", "own")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_transcript(origin: str, t: dict[str, Any]) -> dict[str, Any]:
+    """`t` itself if it has a transcript's layout, else PreferenceError naming origin (file:line) and the field."""
+    turns, replies = t.get("turns"), t.get("replies")
+    if not isinstance(turns, list) or not isinstance(replies, list) or len(replies) != len(turns):
+        raise PreferenceError(f"{origin}: not a transcript (needs 'turns' and one 'replies' string per turn)")
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise PreferenceError(f"{origin}: turns[{i}] must be an object, not {type(turn).__name__}")
+        if not isinstance(turn.get("user"), str):
+            raise PreferenceError(f"{origin}: turns[{i}].user must be a string, not {type(turn.get('user')).__name__}")
+        if turn.get("terms") is not None and not _strings(turn["terms"]):  # a string is not a list of one term
+            raise PreferenceError(f"{origin}: turns[{i}].terms must be a list of strings, not {turn['terms']!r:.60}")
+    for i, reply in enumerate(replies):
+        if not isinstance(reply, str):
+            raise PreferenceError(f"{origin}: replies[{i}] must be a string, not {type(reply).__name__}")
+    if not t.get("ref"):
+        raise PreferenceError(f"{origin}: no 'ref' (the reference is the chosen answer)")
+    if not isinstance(t["ref"], str):
+        raise PreferenceError(f"{origin}: 'ref' must be a string, not {type(t['ref']).__name__}")
+    if "samples" in t and not _strings(t["samples"]):
+        raise PreferenceError(f"{origin}: 'samples' must be a list of strings")
+    return t
 
 
 def _is_request(t: dict[str, Any]) -> bool:
@@ -107,11 +135,7 @@ def preference_pairs(transcripts: Iterable[tuple[str, dict[str, Any]]], counts: 
 
         chrf = CHRF()
     for origin, t in transcripts:
-        turns, replies = t.get("turns"), t.get("replies")
-        if not isinstance(turns, list) or not isinstance(replies, list) or len(replies) != len(turns):
-            raise PreferenceError(f"{origin}: not a transcript (needs 'turns' and one 'replies' string per turn)")
-        if not t.get("ref"):
-            raise PreferenceError(f"{origin}: no 'ref' (the reference is the chosen answer)")
+        turns, replies = check_transcript(origin, t)["turns"], t["replies"]
         if not _is_request(t):
             counts["no term request"] += 1  # the first answer had every reference word, or another kind of session
             continue

@@ -129,7 +129,11 @@ def translation(
     hyps = read_lines(hyp)
     refs = [read_lines(r) for r in ref]
     srcs = read_lines(src) if src else None
-    from bayling.eval.common import check_aligned
+    from bayling.eval.common import blank_lines_warning, check_aligned
+
+    for path, lines in zip(ref, refs):
+        if warning := blank_lines_warning(path, lines):  # an empty reference scores every hypothesis near 0
+            typer.echo(f"warning: {warning}", err=True)
 
     check_aligned([(str(hyp), hyps), *[(str(r), x) for r, x in zip(ref, refs)], *([(str(src), srcs)] if srcs else [])])
     streams: Any = refs[0] if len(refs) == 1 else refs

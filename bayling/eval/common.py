@@ -16,6 +16,7 @@ from bayling.progress import progress_bar  # noqa: F401  (re-exported: the one p
 
 __all__ = [
     "EvalError",
+    "blank_lines_warning",
     "check_aligned",
     "mean",
     "progress_bar",
@@ -75,6 +76,16 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> N
     from bayling.io import write_jsonl as _write
 
     _write(path, records)
+
+
+def blank_lines_warning(path: str | os.PathLike, lines: Sequence[str], what: str = "reference") -> str | None:
+    """One line naming the blank lines of a file read by `read_lines` (kept, so alignment holds), or None."""
+    blank = [no for no, line in enumerate(lines, 1) if not line.strip()]
+    if not blank:
+        return None
+    shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+    return (f"{path}: {len(blank)} empty {what} line{'s' if len(blank) > 1 else ''} "
+            f"(line{'s' if len(blank) > 1 else ''} {shown}), scored as they are")
 
 
 def check_aligned(named: Sequence[tuple[str, Sequence[Any]]]) -> int:

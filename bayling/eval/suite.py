@@ -17,6 +17,7 @@ __all__ = ["SuiteConfig", "evaluate_system", "paired_chrf", "pick_sentences", "r
 
 @dataclass
 class SuiteConfig:
+    __pydantic_config__ = {"extra": "forbid"}  # bayling.config.parse_section: an unknown key is an error
     corpus: str = "sample"  # "sample", "flores" (../shared), "newstest:YEAR/xx-yy" or a path
     split: str = "devtest"
     directions: list[str] = field(default_factory=lambda: ["eng_Latn-zho_Hans", "eng_Latn-deu_Latn",

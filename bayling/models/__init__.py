@@ -25,6 +25,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "cache_dir",
+    "check_model_name",
     "default_chat_format",
     "load_model",
     "resolve_model",
@@ -175,6 +176,15 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> str:
             if not _is_complete(out):
                 _convert_gguf(EMBEDDED[name].gguf(), out)
         return str(out)
+    return check_model_name(name)
+
+
+def check_model_name(name: str | os.PathLike) -> str:
+    """A model name that can load, without loading or converting anything (recipes check theirs
+    before any stage runs): an embedded or shipped name, a model folder, or a hub id (owner/name)."""
+    name = str(name)
+    if name in EMBEDDED or _shipped_path(name) is not None:
+        return name
     path = Path(name).expanduser()
     if path.exists():
         if path.is_dir() and not (path / "config.json").exists() and not (
@@ -182,7 +192,9 @@ def resolve_model_path(name: str | os.PathLike | None = None) -> str:
         ).exists():
             raise ModelError(f"{path}: not a model folder (no config.json or adapter_config.json)")
         return str(path)
-    if "/" not in name:
+    if name.startswith(("/", "./", "../", "~")):  # a hub id never starts like a path
+        raise ModelError(f"{name}: no such model folder")
+    if name.count("/") != 1:
         raise ModelError(
             f"unknown model {name!r}: not an embedded model ({', '.join(EMBEDDED)}), "
             "a local folder, or a hub id (owner/name)"

@@ -3,11 +3,13 @@
 A reference is an embedded name (gemma3-270m), a shipped adapter (bayling-mini), a local folder (a
 model, a LoRA adapter, a `bayling train` run, an official checkpoint), a .gguf file (llama.cpp) or
 a hub id. Every backend takes the spec and reads nothing more from the reference. Resolving is
-cheap: only `weights` does heavy work (an embedded model converts once), and only when read.
+cheap: only `weights` does heavy work (an embedded model converts once), and only when read;
+`fingerprint` (what the spec loads, by content) hashes the weight files, also only when read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,7 +20,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bayling.infer.official import OfficialModel
 
-__all__ = ["ModelSpec", "resolve_model"]
+__all__ = ["ModelSpec", "content_fingerprint", "resolve_model"]
+
+# The files of a model folder whose bytes decide what it generates: weights, adapter, configs, tokenizer.
+_CONTENT = ("*.safetensors", "*.bin", "*.gguf", "config.json", "generation_config.json", "adapter_config.json",
+            "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+            "chat_template.jinja", "bayling.json")
+_NOT_CONTENT = {"training_args.bin"}  # the Trainer's arguments (a dated logging dir): no weights
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,14 @@ class ModelSpec:
         from bayling.models import resolve_model_path
 
         return resolve_model_path(self.base)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of what this spec loads, by content: the base weights and the adapter. A hub id
+        (nothing local to read) counts by its name."""
+        parts = [content_fingerprint(p) if Path(p).expanduser().exists() else f"hub:{p}"
+                 for p in (self.weights, self.adapter) if p is not None]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     @property
     def stop_token_ids(self) -> tuple[int, ...]:
@@ -81,3 +97,22 @@ def resolve_model(ref: str | os.PathLike | ModelSpec | None = None, adapter: str
     return ModelSpec(ref=ref, base=base, adapter=adapter, chat_format=chat_format, official=official,
                      name=folder.name if folder.exists() else own,
                      run=folder if (folder / "bayling.json").is_file() else None)
+
+
+def content_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of a model file, or of a model folder's weight, config and tokenizer files (names and
+    bytes, streamed): the same for a copy, different for other weights at the same path."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        files = {"": path}
+    else:
+        files = {f.name: f for pattern in _CONTENT for f in path.glob(pattern)
+                 if f.is_file() and f.name not in _NOT_CONTENT}
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        one = hashlib.sha256()
+        with open(files[name], "rb") as f:
+            while chunk := f.read(1 << 20):
+                one.update(chunk)
+        digest.update(f"{name}\0{one.hexdigest()}\n".encode())
+    return digest.hexdigest()

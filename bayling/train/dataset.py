@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, validate_messages
+from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, render_with_spans, validate_messages
 from bayling.errors import BaylingError
 
 __all__ = ["Example", "PairExample", "TrainDataError", "Stats", "read_conversations", "read_preferences", "to_messages",
@@ -136,17 +136,56 @@ def _reason(err: Exception) -> str:
     return "unreadable"
 
 
-def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int,
-         term_weight: float = 1.0, unlikelihood: float = 0.0) -> tuple[list[int], list, bool] | None:
-    """Encode; if too long, drop whole trailing turns until it fits (never cut an assistant turn)."""
-    ids, mask = encode_chat(tokenizer, messages, fmt, term_weight, unlikelihood)
-    if len(ids) <= max_len:
-        return ids, mask, False
+def _max_token_chars(tokenizer) -> int | None:
+    """The most characters of normalised text one token can stand for: the longest string in the
+    vocabulary (a byte-level token's string has one character per byte, at least one per character
+    it covers; a byte-fallback token covers at most one character). None where a token can stand
+    for more (an unknown-token run, an added token that swallows the spaces beside it, or no fast
+    tokenizer to tell): then no bound."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+    if backend is None or any(t.lstrip or t.rstrip for t in added):
+        return None
+    vocab = tokenizer.get_vocab()
+    if not getattr(backend.model, "byte_fallback", False):
+        from tokenizers.pre_tokenizers import ByteLevel
+
+        # Byte-level: every text is spelled by the 256 byte symbols, so no unknown token, if all are in the vocab.
+        if "ByteLevel(" not in repr(backend.pre_tokenizer) or not set(ByteLevel.alphabet()) <= vocab.keys():
+            return None
+    return max(map(len, vocab), default=0) or None
+
+
+def _certainly_longer(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int, per_token: int | None) -> bool:
+    """True only when `messages` must encode to more than `max_len` tokens, told without tokenising
+    (a 50 MB line took minutes and 14 GB to tokenise): tokens >= normalised characters / `per_token`.
+    The factor 2 covers normalisers acting per segment (between special tokens, or per chunk here)."""
+    if per_token is None:
+        return False
+    limit = 2 * max_len * per_token
+    if sum(len(m["content"]) for m in messages) <= limit:  # the usual record: tokenise and count exactly
+        return False
+    text, _ = render_with_spans(fmt, messages, tokenizer=tokenizer)
+    normalizer, length = tokenizer.backend_tokenizer.normalizer, 0
+    for start in range(0, len(text), 1 << 16):  # only as much of the text as it takes to pass the limit
+        chunk = text[start:start + (1 << 16)]
+        length += len(normalizer.normalize_str(chunk) if normalizer is not None else chunk)
+        if length > limit:
+            return True
+    return False
+
+
+def _fit(tokenizer, messages: list[dict], fmt: ChatFormat, max_len: int, term_weight: float = 1.0,
+         unlikelihood: float = 0.0, per_token: int | None = None) -> tuple[list[int], list, bool] | None:
+    """Encode; if too long, drop whole trailing turns until it fits (never cut an assistant turn).
+    `per_token`: _max_token_chars, to pass over without tokenising what is certainly too long."""
     ends = [i + 1 for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1)]
-    for end in reversed(ends[:-1]):
+    for end in [len(messages), *reversed(ends[:-1])]:
+        if _certainly_longer(tokenizer, messages[:end], fmt, max_len, per_token):
+            continue
         ids, mask = encode_chat(tokenizer, messages[:end], fmt, term_weight, unlikelihood)
         if len(ids) <= max_len:
-            return ids, mask, True
+            return ids, mask, end < len(messages)
     return None
 
 
@@ -159,6 +198,7 @@ def tokenize_conversations(
     `unlikelihood`: the coefficient on a draft's repeated 4-grams (TrainConfig.unlikelihood)."""
     stats = Stats()
     examples = []
+    per_token = _max_token_chars(tokenizer)
     for origin, messages in records:
         stats.read += 1
         if isinstance(messages, Exception):
@@ -180,7 +220,7 @@ def tokenize_conversations(
         if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
             stats.dropped["no trained assistant turn"] += 1
             continue
-        fitted = _fit(tokenizer, messages, fmt, max_len, term_weight, unlikelihood)
+        fitted = _fit(tokenizer, messages, fmt, max_len, term_weight, unlikelihood, per_token)
         if fitted is None:
             stats.dropped["longer than max_len"] += 1
             continue
@@ -242,6 +282,7 @@ def tokenize_preferences(
     """Trainable pairs and what was dropped (a pair longer than `max_len` on either side is dropped whole)."""
     stats = Stats()
     pairs = []
+    per_token = _max_token_chars(tokenizer)
     for origin, sides in records:
         stats.read += 1
         try:
@@ -256,6 +297,9 @@ def tokenize_preferences(
             stats.dropped[_reason(err) if "the same" not in str(err) else "chosen = rejected"] += 1
             if on_error:
                 on_error(origin, err)
+            continue
+        if any(_certainly_longer(tokenizer, messages, fmt, max_len, per_token) for messages in sides):
+            stats.dropped["longer than max_len"] += 1
             continue
         encoded = [encode_chat(tokenizer, messages, fmt) for messages in sides]
         if any(len(ids) > max_len for ids, _ in encoded):

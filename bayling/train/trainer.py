@@ -34,6 +34,7 @@ LORA_TARGETS = {
 
 @dataclass
 class TrainConfig:
+    __pydantic_config__ = {"extra": "forbid"}  # bayling.config.parse_section: an unknown key is an error
     data: str = ""
     out: str = "run"
     model: str = "gemma3-270m"
@@ -445,7 +446,7 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.init_adapter:
             from peft import PeftModel
 
-            folder = str(_adapter_folder(cfg.init_adapter))
+            folder = str(adapter_folder(cfg.init_adapter))
             # The adapter's own shape, with this run's dropout (a saved config carries the dropout it was trained with).
             start = LoraConfig.from_pretrained(folder)
             start.lora_dropout = cfg.lora_dropout
@@ -516,6 +517,13 @@ def train(cfg: TrainConfig) -> dict:
         if not cfg.resume:
             (out / "select_curve.jsonl").unlink(missing_ok=True)
         callbacks.append(selection_callback(cfg.select_set, out, tokenizer, fmt, bf16, cfg.select_max_new_tokens))
+    from bayling.train.checkpoints import completion_callback, finished, resume_point, training_fingerprint
+
+    fingerprint = training_fingerprint(cfg)
+    callbacks.append(completion_callback(fingerprint))  # last: after the checkpoint's files and score
+    with args.main_process_first(desc="checkpoints"):  # the main process removes what cannot resume
+        resume = resume_point(out / "checkpoints", fingerprint, cfg.resume, lambda m: console.print(f"[yellow]{m}[/]"),
+                              out / "select_curve.jsonl" if cfg.select_set else None)
     trainer = (_dpo_trainer_class() if dpo else _sft_trainer_class())(
         model=model,
         args=args,
@@ -524,15 +532,19 @@ def train(cfg: TrainConfig) -> dict:
         callbacks=callbacks,
         **({"beta": cfg.dpo_beta, "sft_weight": cfg.sft_weight} if dpo else {}),
     )
-    resume = None
     if cfg.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        ckpt_dir = out / "checkpoints"
-        resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        console.print(f"[bold]resume[/] from {resume}" if resume else "[yellow]no checkpoint found: starting fresh[/]")
+        console.print(f"[bold]resume[/] from {resume}" if resume else "[yellow]no checkpoint to resume: starting fresh[/]")
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and finished(resume):
+        # Killed after the last step was saved: the Trainer would train one step past max_steps.
+        from transformers import TrainerState
+
+        from bayling.train.select import load_checkpoint_weights
+
+        load_checkpoint_weights(trainer.model, resume)
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     secs = time.perf_counter() - t0
     selection = _select_best(trainer, cfg, tokenizer, fmt, bf16, out, console) if cfg.select_set else None
 
@@ -556,7 +568,7 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
-def _adapter_folder(name: str) -> Path:
+def adapter_folder(name: str) -> Path:
     """A LoRA adapter to start from: a shipped name (bayling-mini) or a folder with adapter_config.json."""
     from bayling.models import _shipped_path
 
