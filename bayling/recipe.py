@@ -37,6 +37,16 @@ class DataSource:
     langs: list[str] | None = None
     limit: int | None = None
     into_english: float | None = None  # this source's share into English (None: the data section's)
+    # parallel: a corpus the builder makes translation sessions from. instructions: general
+    # instructions in any chat layout (bayling.data.instructions), `limit` records trained on and the
+    # file's last `holdout` kept out for evaluation (out/heldout/<file>.jsonl).
+    kind: str = "parallel"
+    holdout: int = 100
+    lang: str | None = None  # instructions: the language of the file's requests (None: detected per record)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("parallel", "instructions"):
+            raise ConfigError(f"kind must be parallel or instructions, got {self.kind!r}")
 
 
 @dataclass
@@ -170,6 +180,7 @@ def check_recipe(r: Recipe) -> None:
         if path is not None and not Path(path).exists():
             problems.append(f"recipe data.sources.{i}.corpus: {src.corpus}: no such file or folder")
     codes = [(f"data.sources.{i}.langs", c) for i, s in enumerate(r.data.sources) for c in s.langs or []]
+    codes += [(f"data.sources.{i}.lang", s.lang) for i, s in enumerate(r.data.sources) if s.lang]
     for d in r.eval.directions:
         src, sep, tgt = d.partition("-")
         if not sep or not src or not tgt:
@@ -222,6 +233,7 @@ def _refuse_test_sentences(r: Recipe) -> None:
             trained = [(f"data.preferences ({opts.get('corpus', 'flores')} {opts.get('split', 'dev')})",
                         BuildConfig(corpus=root, split=str(opts.get("split", "dev")), limit=int(opts.get("lines", 50)),
                                     langs=sorted({c for d in r.eval.directions for c in d.split("-")})))]
+    _refuse_ifeval_prompts(r)
     for where, cfg in trained:
         for unit in read_units(cfg)[1]:
             for text in unit.texts.values():
@@ -231,6 +243,29 @@ def _refuse_test_sentences(r: Recipe) -> None:
                                       f"({text[:60]!r}): a model must not train on its test set; train on another split")
 
 
+def _refuse_ifeval_prompts(r: Recipe) -> None:
+    """IFEval / M-IFEval prompts (../shared/data/ifeval) are evaluation only: no instruction source
+    may hold one."""
+    from bayling.resources import shared_data_dir
+
+    shared = shared_data_dir()
+    sets = instruction_sets(r)
+    if shared is None or not (shared / "ifeval").is_dir() or not sets:
+        return
+    prompts = {}
+    for f in sorted((shared / "ifeval").glob("*_input_data.jsonl")):
+        for no, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                prompts[_norm(json.loads(line)["prompt"])] = f"{f.name}:{no}"
+    for src, part in sets:
+        for rec in part.train:
+            for m in rec["messages"]:
+                hit = prompts.get(_norm(m["content"])) if m["role"] == "user" else None
+                if hit:
+                    raise ConfigError(f"recipe {r.name}: {src.corpus} ({rec['meta']['source']}) holds the IFEval prompt "
+                                      f"{hit}: evaluation prompts are never trained on")
+
+
 MIN_LEAK_CHARS = 12  # shorter lines ("Yes.", a name) can repeat between unrelated splits
 
 
@@ -238,13 +273,26 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+def instruction_sets(r: Recipe) -> list[tuple[DataSource, Any]]:
+    """Every general-instruction source that is here, read and split (trained / held out)."""
+    from bayling.data.instructions import read_instructions
+
+    sets = []
+    for src in r.data.sources:
+        path = named_corpus(src.corpus)
+        if src.kind == "instructions" and path is not None and Path(path).exists():
+            sets.append((src, read_instructions(path, limit=src.limit, holdout=src.holdout, lang=src.lang,
+                                                skip_bad=True)))
+    return sets
+
+
 def source_configs(r: Recipe) -> list[tuple[DataSource, BuildConfig]]:
-    """The builder config of every data source that is here (absent named corpora are skipped); the
-    selection lines stay out of FLORES dev."""
+    """The builder config of every parallel data source that is here (absent named corpora are
+    skipped); the selection lines stay out of FLORES dev."""
     configs = []
     for src in r.data.sources:
         path = named_corpus(src.corpus)
-        if path is None or not Path(path).exists():
+        if src.kind != "parallel" or path is None or not Path(path).exists():
             continue
         limit = src.limit
         if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
@@ -271,10 +319,13 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
         return _preference_data(r, out, console)
 
     here = source_configs(r)
-    used = [src.corpus for src, _ in here]
+    general = instruction_sets(r)
+    used = [src.corpus for src, _ in here] + [src.corpus for src, _ in general]
     skipped = [src.corpus for src in r.data.sources if src.corpus not in used]
     configs = [cfg for _, cfg in here]
     drafts = _engine_drafts(r, out, configs, console) if r.data.drafts and not r.data.teacher else None
+    for src, part in general:  # never trained on: instruction following is scored on these
+        write_jsonl(out / "heldout" / f"{Path(src.corpus.partition(':')[2] or src.corpus).stem}.jsonl", part.heldout)
 
     def records():
         for k, cfg in enumerate(configs, 1):
@@ -287,12 +338,15 @@ def stage_data(r: Recipe, out: Path, console) -> dict:
 
     report = FilterReport()
     stream = apply_filters(records(), default_filters(langid=True), report) if r.data.filter else records()
-    n = write_jsonl(out / "convs.jsonl", stream)
+    # General instructions skip the translation filters (length ratio, target language): curated sets.
+    n = write_jsonl(out / "convs.jsonl", itertools.chain(stream, *(part.train for _, part in general)))
     if n == 0:
         raise ConfigError(f"recipe {r.name}: the data stage produced no conversations (sources: "
                          f"{', '.join(s.corpus for s in r.data.sources)})")
     info = {"conversations": n, "sources": used, "skipped_sources": skipped,
-            "filters": report.as_dict() if r.data.filter else None}
+            "filters": report.as_dict() if r.data.filter else None,
+            "general": {src.corpus: {"trained": len(part.train), "heldout": len(part.heldout), "unreadable": part.bad}
+                        for src, part in general}}
     console.print(f"[bold]data[/] {n} conversations from {', '.join(used)}"
                   + (f" (absent, skipped: {', '.join(skipped)})" if skipped else ""))
     return info

@@ -31,13 +31,16 @@ def shared_data_dir() -> Path | None:
 
 
 def named_corpus(name: str) -> str | None:
-    """A recipe's corpus name as a path: "sample" (shipped), "flores" and "newstest:YEAR/xx-yy"
-    (../shared, None when absent); anything else is a path already."""
+    """A recipe's corpus name as a path: "sample" (shipped), "flores", "newstest:YEAR/xx-yy" and
+    "instructions:FILE" (../shared, None when absent); anything else is a path already."""
     if name == "sample":
         return str(sample_dir())
     shared = shared_data_dir()
     if name == "flores":
         return str(shared / "flores200") if shared else None
+    if name.startswith("instructions:"):  # a general-instruction file of ../shared/data/instructions
+        path = shared / "instructions" / name.partition(":")[2] if shared else None
+        return str(path) if path is not None and path.exists() else None
     if name.startswith("newstest"):
         sub = name.partition(":")[2]
         return str(shared / "newstest" / sub) if shared and (shared / "newstest" / sub).exists() else None

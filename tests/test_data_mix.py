@@ -62,7 +62,8 @@ def test_malformed_lines_are_reported_with_file_line_and_field(tmp_path):
         f"{path}:3: conversations[1]: empty content",
         f"{path}:4: messages: no assistant turn",
         f"{path}:5: instruction: empty content",
-        f"{path}:6: no 'messages', 'conversations' (ShareGPT) or 'instruction'/'output' (Alpaca) field",
+        f"{path}:6: no 'messages'/'conversation', 'conversations' (ShareGPT), 'instruction'/'output' (Alpaca), "
+        "'instruction'/'response' (Dolly) or 'prompt'/'response' field",
     ]
     with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
         list(read_general(path, "fail"))

@@ -40,7 +40,10 @@ class BuildConfig:
     max_turns: int = 3
     sessions: str = "refine"  # reference mode: "refine" (draft-then-refine) or "v1"; teacher mode plans v1
     multi_turn: float = 0.4  # refine: share of sessions with a follow-up
-    into_english: float = 0.5  # refine: share of English-centric pairs translated into English
+    into_english: float = 0.5  # refine: share of hub-centric pairs translated into the hub (English or Chinese)
+    # refine: share of multi-way lines paired with Chinese instead of English (of the 90% paired with a
+    # hub; BayLing 2's second hub); only where the line has Chinese. 0: English only.
+    chinese_hub: float = 0.15
     crosslingual: float = 0.1  # share of units that become cross-lingual tasks (multi-way corpora)
     constrained: float = 0.0  # refine: share of single-turn requests that also name reference terms
     term_edits: bool = False  # refine: a terminology fix of a model's draft is the draft post-edited where it aligns
@@ -54,7 +57,7 @@ class BuildConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.sessions not in SESSIONS:
             raise ConfigError(f"sessions must be one of {', '.join(SESSIONS)}, got {self.sessions!r}")
-        for name in ("crosslingual", "multi_turn", "into_english", "constrained"):
+        for name in ("crosslingual", "multi_turn", "into_english", "constrained", "chinese_hub"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.per_line < 1 or not 1 <= self.max_turns <= 5:
@@ -136,6 +139,7 @@ def _plans(units: Iterator[Unit], langs: list[str], cfg: BuildConfig, drafts: Ca
             plan = plan_crosslingual(unit, rng, sampler, cfg.system)
         if plan is None and cfg.mode == "reference" and cfg.sessions == "refine":
             plan = plan_refine_session(unit, rng, sampler, multi_turn=cfg.multi_turn, into_english=cfg.into_english,
+                                       chinese_hub=min(cfg.chinese_hub, 0.9),
                                        max_turns=cfg.max_turns, system=cfg.system, drafts=drafts,
                                        constrained=cfg.constrained, term_edits=cfg.term_edits)
         elif plan is None:

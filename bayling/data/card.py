@@ -1,7 +1,8 @@
 """Data card: what a conversations file holds, as markdown plus a PNG of the same counts.
 
-Counts (streamed, so any size fits): tasks, language pairs, turn kinds, instruction languages,
-user turns per conversation, and, when a filter report is given (or found beside the file as
+Counts (streamed, so any size fits): what each conversation teaches (translation, refinement,
+cross-lingual, general), languages (every one, with the share of trained characters by script),
+tasks, language pairs, turn kinds, instruction languages, user turns per conversation, and, when a filter report is given (or found beside the file as
 `<file>.filters.json`), what each filter dropped.
 
 And what the model is trained to say, over trained assistant turns (weight 1), in characters:
@@ -45,6 +46,7 @@ class TrainedText:
     out_of_english: int = 0
     translation: int = 0
     multi_turn: int = 0  # conversations with two or more user turns
+    by_script: Counter = field(default_factory=Counter)  # trained characters by the answer language's script
 
     def add(self, record: dict) -> None:
         msgs = record.get("messages") or []
@@ -70,6 +72,8 @@ class TrainedText:
                         self.repeated_followups += text.strip() == previous.strip()
                     kind = kinds[k] if k < len(kinds) else None
                     lang = (checks[k] if k < len(checks) else {}).get("lang")
+                    said = lang or meta.get("lang") or meta.get("tgt_lang")
+                    self.by_script[said.partition("_")[2] or "unknown" if isinstance(said, str) else "unknown"] += n
                     if kind in TRANSLATION_KINDS:
                         self.translation += n
                         if lang == ENGLISH and src != ENGLISH:
@@ -85,7 +89,8 @@ class TrainedText:
                 "reused_share": round(self.reused / c, 4),
                 "repeated_followup_share": round(self.repeated_followups / max(self.followups, 1), 4),
                 "into_out_of_english_ratio": round(self.into_english / max(self.out_of_english, 1), 3),
-                "translation_share": round(self.translation / c, 4), "multi_turn_conversations": self.multi_turn}
+                "translation_share": round(self.translation / c, 4), "multi_turn_conversations": self.multi_turn,
+                "script_shares": {k: round(v / c, 4) for k, v in self.by_script.most_common()}}
 
 
 REUSED_MIN = 20  # characters: shorter shared stretches are names, numbers and common phrases
@@ -112,6 +117,19 @@ class CardStats:
     modes: Counter = field(default_factory=Counter)
     filters: dict | None = None  # a FilterReport.as_dict()
     trained: TrainedText = field(default_factory=TrainedText)
+    categories: Counter = field(default_factory=Counter)  # translation, refinement, cross-lingual, general
+    languages: Counter = field(default_factory=Counter)  # conversations each language takes part in
+
+
+def category(meta: dict, user_turns: int) -> str:
+    """What a conversation teaches: general instructions, a cross-lingual task, a refinement
+    (a translation session with a follow-up) or a single translation."""
+    task = meta.get("task")
+    if task == "general":
+        return "general"
+    if task == "crosslingual":
+        return "cross-lingual"
+    return "refinement" if user_turns >= 2 else "translation"
 
 
 def collect_stats(path: str | Path, filter_report: str | Path | None = None) -> CardStats:
@@ -126,7 +144,11 @@ def collect_stats(path: str | Path, filter_report: str | Path | None = None) -> 
         stats.kinds.update(meta.get("kinds") or ())
         if meta.get("instruction_lang"):
             stats.instruction_langs[meta["instruction_lang"]] += 1
-        stats.turns[sum(1 for m in record.get("messages") or () if m.get("role") == "user")] += 1
+        users = sum(1 for m in record.get("messages") or () if isinstance(m, dict) and m.get("role") == "user")
+        stats.turns[users] += 1
+        stats.categories[category(meta, users)] += 1
+        stats.languages.update({c for c in (meta.get("src_lang"), meta.get("tgt_lang"), meta.get("lang"))
+                                if isinstance(c, str) and c})
         stats.trained.add(record)
     report = Path(filter_report) if filter_report else Path(f"{path}.filters.json")
     if report.is_file():
@@ -162,8 +184,12 @@ def render_markdown(stats: CardStats, source: str, png_name: str | None = None) 
               f"| into-English / out-of-English characters | {t['into_out_of_english_ratio']:.2f} |",
               f"| translation answers (first or refined) | {t['translation_share']:.1%} |",
               f"| multi-turn conversations | {t['multi_turn_conversations'] / max(n, 1):.1%} |", ""]
+    lines += [f"{len(stats.languages)} languages; trained characters by script: "
+              + ", ".join(f"{k} {v:.1%}" for k, v in t["script_shares"].items()), ""]
     if png_name:
         lines += [f"![counts]({png_name})", ""]
+    lines += _table("What each conversation teaches", stats.categories, n, "kind")
+    lines += _table("Languages (conversations each takes part in)", stats.languages, n, "language")
     lines += _table("Tasks", stats.tasks, n, "task")
     lines += _table("Assistant turns written by", stats.modes, n, "mode")
     lines += _table("Language pairs (source→target)", stats.pairs, n, "pair")
@@ -186,7 +212,9 @@ def plot_card(stats: CardStats, png: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("Language pairs", stats.pairs), ("Turn kinds", stats.kinds),
+    panels = [("What each conversation teaches", stats.categories), ("Languages", stats.languages),
+              ("Trained characters by script", stats.trained.by_script), ("Language pairs", stats.pairs),
+              ("Turn kinds", stats.kinds),
               ("Instruction languages", stats.instruction_langs),
               ("User turns per conversation", Counter({str(k): v for k, v in sorted(stats.turns.items())}))]
     if stats.filters:

@@ -58,7 +58,7 @@ def read_general(path: str | Path, on_error: str = "skip",
                  report: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Normalised records from an Alpaca / ShareGPT / OpenAI-messages JSONL file (or a JSON array)."""
     from bayling.chat_formats import ChatFormatError, validate_messages
-    from bayling.train.dataset import to_messages
+    from bayling.data.instructions import to_messages
 
     check_on_error(on_error)
     for origin, record in _raw_records(Path(path), on_error, report):

@@ -218,7 +218,7 @@ ENGLISH = "eng_Latn"
 
 
 def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler, *, multi_turn: float = 0.4,
-                        into_english: float = 0.5, max_turns: int = 3, system: str = "",
+                        into_english: float = 0.5, chinese_hub: float = 0.0, max_turns: int = 3, system: str = "",
                         drafts: Callable[[str, str, str, str], str | None] | None = None,
                         constrained: float = 0.0, term_edits: bool = False) -> Plan | None:
     """A translation conversation: usually one turn; with probability `multi_turn` a flawed draft
@@ -231,7 +231,7 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
     draft has none to name, the draft is the reference with one flaw made in it. With `term_edits`,
     a terminology fix of a model's draft is that draft post-edited to use the terms where it aligns
     with the reference around them (grounding.edit_in_terms), else the reference."""
-    direction = _direction(unit, rng, sampler, into_english)
+    direction = _direction(unit, rng, sampler, into_english, chinese_hub)
     if direction is None:
         return None
     src, tgt = direction
@@ -261,17 +261,25 @@ def plan_refine_session(unit: Unit, rng: random.Random, sampler: LanguageSampler
     return Plan(unit.id, unit.source, "session", src, tgt, lang, turns, system, "reference")
 
 
-def _direction(unit: Unit, rng: random.Random, sampler: LanguageSampler, into_english: float) -> tuple[str, str] | None:
-    """English-centric and balanced: into English with probability `into_english` (10% of
-    multi-way lines pair two other languages); a bilingual pair is read either way."""
+CHINESE = "zho_Hans"
+
+
+def _direction(unit: Unit, rng: random.Random, sampler: LanguageSampler, into_english: float,
+               chinese_hub: float = 0.0) -> tuple[str, str] | None:
+    """Hub-centric and balanced (BayLing 2 aligns every language to its English and Chinese data):
+    a multi-way line pairs a drawn language with English (share 0.9 - chinese_hub) or Chinese
+    (chinese_hub), or 10% of the time two drawn languages; into the hub with probability
+    `into_english`. A bilingual pair is read either way."""
     if unit.direction is not None:
         a, b = unit.direction
         return (b, a) if rng.random() < 0.5 else (a, b)
-    if ENGLISH in unit.texts and rng.random() < 0.9:
-        other = sampler.draw(rng, exclude=(ENGLISH,))
+    x = rng.random()
+    if ENGLISH in unit.texts and x < 0.9:
+        hub = CHINESE if x >= 0.9 - chinese_hub and CHINESE in unit.texts else ENGLISH
+        other = sampler.draw(rng, exclude=(hub,))
         if other is None or other not in unit.texts:
             return None
-        return (other, ENGLISH) if rng.random() < into_english else (ENGLISH, other)
+        return (other, hub) if rng.random() < into_english else (hub, other)
     src = sampler.draw(rng)
     tgt = sampler.draw(rng, exclude=(src,))
     return None if src is None or tgt is None else (src, tgt)

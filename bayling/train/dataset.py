@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from bayling.chat_formats import ChatFormat, ChatFormatError, encode_chat, render_with_spans, validate_messages
+from bayling.data.instructions import to_messages  # the one reader of chat layouts
 from bayling.errors import BaylingError
 
 __all__ = ["Example", "PairExample", "TrainDataError", "Stats", "read_conversations", "read_preferences", "to_messages",
            "tokenize_conversations", "tokenize_preferences"]
 
 IGNORE = -100
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
 
 
 class TrainDataError(BaylingError, ValueError):
@@ -53,44 +52,6 @@ class Stats:
                 "dropped": dict(self.dropped), "tokens": self.tokens, "assistant_tokens": self.assistant_tokens,
                 **({"term_tokens": self.term_tokens} if self.term_tokens else {}),
                 **({"unlikelihood_tokens": self.unlikelihood_tokens} if self.unlikelihood_tokens else {})}
-
-
-def to_messages(record: dict) -> list[dict]:
-    """One record in any supported layout -> OpenAI-style messages (not yet validated)."""
-    for key in ("messages", "conversations"):
-        turns = record.get(key)
-        if key in record and not (isinstance(turns, list) and all(isinstance(t, dict) for t in turns)):
-            raise ChatFormatError(f"{key!r} must be a list of objects, not {type(turns).__name__}")
-    if "messages" in record:
-        msgs = [{"role": m.get("role"), "content": m.get("content"), **({"weight": m["weight"]} if "weight" in m else {})}
-                for m in record["messages"]]
-        _attach_terms(msgs, record.get("meta"))
-        return msgs
-    if "conversations" in record:  # ShareGPT
-        msgs = []
-        for turn in record["conversations"]:
-            role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower(), turn.get("from"))
-            msgs.append({"role": role, "content": turn.get("value")})
-        return msgs
-    if "instruction" in record and "output" in record:  # Alpaca
-        prompt = record["instruction"]
-        if record.get("input"):
-            prompt = f"{prompt}\n\n{record['input']}"
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
-    raise ChatFormatError("no 'messages', 'conversations' (ShareGPT) or 'instruction'/'output' (Alpaca) field")
-
-
-def _attach_terms(messages: list[dict], meta) -> None:
-    """The builder's records say which words each assistant turn must contain (meta.expect, one
-    entry per assistant message); the trainer can weight those tokens (TrainConfig.term_weight)."""
-    expect = meta.get("expect") if isinstance(meta, dict) else None
-    assistant = [m for m in messages if m.get("role") == "assistant"]
-    if not isinstance(expect, list) or len(expect) != len(assistant):
-        return
-    for m, e in zip(assistant, expect):
-        terms = e.get("terms") if isinstance(e, dict) else None
-        if terms and all(isinstance(t, str) for t in terms):
-            m["terms"] = list(terms)
 
 
 def read_conversations(path: str | Path) -> Iterator[tuple[str, list[dict] | Exception]]:
