@@ -296,7 +296,7 @@ def source_configs(r: Recipe) -> list[tuple[DataSource, BuildConfig]]:
             continue
         limit = src.limit
         if r.select.lines and src.corpus == "flores" and src.split == "dev":  # the selection lines stay out
-            kept = _flores_lines(path, "dev") - r.select.lines
+            kept = (_flores_lines(path, "dev") - r.select.lines) * r.data.per_line  # limit counts units: line x per_line
             limit = kept if limit is None else min(limit, kept)
         configs.append((src, r.data.build_config(src, path, limit)))
     return configs

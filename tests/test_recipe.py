@@ -136,6 +136,12 @@ def test_selection_lines_are_held_out_of_the_training_data(tmp_path):
     held = {int(p.origin.rsplit(":", 1)[1]) for p in pairs}
     assert len(pairs) == 8 and held == {994, 995, 996, 997} and max(used) == 993 and not used & held
     assert {(p.src_lang, p.tgt_lang) for p in pairs} == {("eng_Latn", "deu_Latn"), ("zho_Hans", "eng_Latn")}
+    # Two conversations per line: every line but the held-out ones is still used.
+    r.data.per_line, r.out = 2, str(tmp_path / "s2")
+    run_recipe(r, stop_after="data")
+    used = [int(json.loads(x)["meta"]["source"].rsplit(":", 1)[1])
+            for x in (tmp_path / "s2" / "convs.jsonl").read_text().splitlines()]
+    assert max(used) == 993 and len(set(used)) == 993 and not set(used) & held
 
 
 def test_a_source_can_set_its_own_share_into_english(tmp_path):
