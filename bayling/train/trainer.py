@@ -627,6 +627,12 @@ def _save_outputs(trainer, tokenizer, fmt, out: Path, summary: dict) -> None:
 
 
 def _model_card(s: dict) -> str:
+    """The run's README.md: Hugging Face model-card front matter (what the Hub indexes), then the table."""
+    import re
+
+    import yaml
+
+    from bayling.languages import UnknownLanguage, resolve
     from bayling.models import EMBEDDED
 
     c = s["config"]
@@ -635,7 +641,34 @@ def _model_card(s: dict) -> str:
         notice = f"\n## Licence\n{EMBEDDED[s['base_model']].licence_note}\n"
     dpo = s.get("objective") == "dpo"
     kept, tokens = ("preference pairs", "answer tokens") if dpo else ("conversations", "trained tokens")
-    return (
+    # The Hub knows the embedded bases by these ids and licences; a hub id given as the base is its own id.
+    hub = {"gemma3-270m": ("google/gemma-3-270m", "gemma"),
+           "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
+    base_id, licence = hub.get(s["base_model"], (None, None))
+    if base_id is None and re.fullmatch(r"[\w.-]+/[\w.-]+", s["base_model"]) and not Path(s["base_model"]).exists():
+        base_id = s["base_model"]
+    meta: dict = {"base_model": base_id} if base_id else {}
+    codes = s["data"].get("languages") or s.get("languages") or []  # FLORES codes, when the summary counts them
+    iso = []
+    for code in codes:
+        try:
+            lang = resolve(code)
+        except UnknownLanguage:
+            continue
+        if (lang.iso639_1 or lang.iso639_3) not in iso:
+            iso.append(lang.iso639_1 or lang.iso639_3)
+    if iso:
+        meta["language"] = iso
+    if licence:  # a base of unknown licence gets none rather than a guess
+        meta["license"] = licence
+    meta["library_name"] = "peft" if s["method"] in ("lora", "qlora") else "transformers"
+    meta["pipeline_tag"] = "text-generation"
+    meta["tags"] = ["bayling", "translation", s["method"], "dpo" if dpo else "sft"]
+    datasets = s["data"].get("datasets") or s.get("datasets")
+    if datasets:
+        meta["datasets"] = list(datasets)
+    front = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+    return front + (
         f"# {Path(c['out']).name}\n\n"
         f"Fine-tuned with [bayling](https://github.com/) (BayLing recipe: interactive-translation SFT).\n\n"
         f"| | |\n|---|---|\n"

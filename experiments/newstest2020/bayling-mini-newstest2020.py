@@ -2,7 +2,7 @@
 bayling-mini was trained on (its newstest data is en-zh / en-de only), in two trained languages (ja, ru)
 and one never trained (pl), both ways, 50 sentences each.
 
-    python docs/results/bayling-mini-newstest2020.py V6_ADAPTER_DIR   # writes runs/news/, then docs/results/bayling-mini-newstest2020.*
+    python experiments/newstest2020/bayling-mini-newstest2020.py V6_ADAPTER_DIR   # writes runs/news/, then experiments/newstest2020/bayling-mini-newstest2020.*
 
 V6_ADAPTER_DIR: `git show 29b48ad:bayling/assets/bayling-mini/<file>` for adapter_config.json,
 adapter_model.safetensors, bayling.json. Each system and direction is one `bayling eval translation` call
@@ -46,7 +46,7 @@ def main(v6: str) -> None:
     doc = {**systems, "eval_set": {"corpus": "WMT newstest2020", "split": None}}
     (OUT / "results.json").write_text(json.dumps(doc, ensure_ascii=False))
     print(compare_systems([("base 3-shot", str(OUT), "base"), ("v6", str(OUT), "v6"), ("v7 (bayling-mini)", str(OUT), "v7")],
-                          "docs/results/bayling-mini-newstest2020"))
+                          "experiments/newstest2020/bayling-mini-newstest2020"))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Choose a loop guard for bayling-mini v3 on the held-out FLORES dev selection slice (never devtest).
 
-Run from the repository root after `bayling recipe run recipes/mini-self-sel.yaml`:
-    PYTHONPATH=. python docs/results/mini-self-guard-dev.py [SETTING ...]
-Writes /tmp/guard/SETTING.json (scores and hypotheses); docs/results/mini-self-guard-dev.json holds the scores.
+Run from the repository root after `bayling recipe run experiments/mini-self-sel/mini-self-sel.yaml`:
+    PYTHONPATH=. python experiments/mini-self-guard/mini-self-guard-dev.py [SETTING ...]
+Writes /tmp/guard/SETTING.json (scores and hypotheses); experiments/mini-self-guard/mini-self-guard-dev.json holds the scores.
 """
 import json, os, sys, time
 from bayling.infer.backends import load_engine

@@ -1,9 +1,9 @@
 """Choose a reply-only loop guard for bayling-mini v3 on the held-out FLORES dev selection slice,
 translation and one refinement session per pair (never devtest).
 
-Run from the repository root after `bayling recipe run recipes/mini-self-sel.yaml`:
-    PYTHONPATH=. python docs/results/mini-self-rguard-dev.py [SETTING ...]
-Writes /tmp/guard/dev2-SETTING.json; docs/results/mini-self-rguard-dev.json holds the scores.
+Run from the repository root after `bayling recipe run experiments/mini-self-sel/mini-self-sel.yaml`:
+    PYTHONPATH=. python experiments/mini-self-rguard/mini-self-rguard-dev.py [SETTING ...]
+Writes /tmp/guard/dev2-SETTING.json; experiments/mini-self-rguard/mini-self-rguard-dev.json holds the scores.
 """
 import json, os, sys, time
 from bayling.infer.backends import load_engine
