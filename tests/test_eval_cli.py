@@ -3,7 +3,8 @@ from typer.testing import CliRunner
 
 from bayling.eval.cli import app
 
-COMMANDS = ["translation", "offtarget", "constrained", "interactive", "mt-bench", "mc", "report"]
+COMMANDS = ["translation", "offtarget", "constrained", "interactive", "mt-bench", "mc", "report", "ifeval", "breadth",
+            "breadth-compare", "answer-language", "knowledge"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

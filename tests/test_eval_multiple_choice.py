@@ -140,3 +140,32 @@ def test_xcopa_with_the_embedded_model(shared_data):
     second = evaluate_mc(qs, engine, method="loglik", batch_size=3, progress=False)
     assert first["n"] == 10 and 0 <= first["accuracy"] <= 1
     assert [p["pred"] for p in first["predictions"]] == [p["pred"] for p in second["predictions"]]
+
+
+def test_foundry_layouts_are_read_with_lm_eval_prompts(tmp_path):
+    from bayling.eval.multiple_choice import mcnemar, read_foundry
+
+    rows = {"piqa.jsonl": [{"query": "Question: How to open a jar?\n", "choices": ["twist the lid", "eat it"], "gold": 0}],
+            "winogrande.jsonl": [{"context_options": ["Ann helped Bo because Ann", "Ann helped Bo because Bo"],
+                                  "continuation": "was kind.", "gold": 0}],
+            "lambada_openai.jsonl": [{"context": "The cat sat on the", "continuation": "mat"}]}
+    for name, recs in rows.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    qs = load_mc(tmp_path)  # the folder: LAMBADA (language modelling) is left out
+    assert {q.subject for q in qs} == {"piqa", "winogrande"} and all(q.language == "eng_Latn" for q in qs)
+    piqa = next(q for q in qs if q.subject == "piqa")
+    assert loglik_requests(piqa) == [("Question: How to open a jar?\nAnswer:", " twist the lid"),
+                                     ("Question: How to open a jar?\nAnswer:", " eat it")]
+    wino = next(q for q in qs if q.subject == "winogrande")
+    assert loglik_requests(wino)[1] == ("Ann helped Bo because Bo", " was kind.")
+    with pytest.raises(EvalError, match=r"lambada_openai.jsonl:1: a language-modelling record"):
+        read_foundry(tmp_path / "lambada_openai.jsonl")
+    bad = tmp_path / "arc_easy.jsonl"
+    bad.write_text(json.dumps({"query": "Q", "choices": ["a"], "gold": 0}) + "\n")
+    with pytest.raises(EvalError, match=r"arc_easy.jsonl:1: 'query' should be text and 'choices' two or more"):
+        read_foundry(bad)
+    t = mcnemar([True, True, True, False], [False, False, False, True])
+    assert (t["baseline_only"], t["system_only"]) == (3, 1) and t["p_value"] == pytest.approx(0.625)
+    assert mcnemar([True], [True])["p_value"] == 1.0
+    with pytest.raises(EvalError, match="misaligned"):
+        mcnemar([True], [])

@@ -264,3 +264,36 @@ def test_translate_with_the_embedded_base_model(tmp_path):
     items = list(read_items(sample_dir(), "en", "fr", split="devtest"))[:1]
     s = translate_file(engine, items, tmp_path / "o.txt", mode="few-shot", config=GenerationConfig(max_new_tokens=16))
     assert s.translated == 1 and (tmp_path / "o.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("mode", ["chat", "few-shot"])
+def test_language_guard_redraws_answers_in_the_wrong_language(mode):
+    """An answer the detector puts in another language than asked is drawn again (sampled) and
+    replaced by a draw in the target language; on-target answers are never redrawn (issue 45)."""
+    from bayling.infer.translate import Item, translate_batch
+    from bayling.testing.fake_engine import FakeEngine
+
+    german = "Der Hund schläft den ganzen Tag im Garten unter dem alten Baum."
+    russian = "Собака спит весь день в саду под старым деревом."
+    draws = []
+
+    def reply(target):
+        text = target if isinstance(target, str) else target[-1]["content"]
+        if "cat" in text:  # this request is answered in German from the start
+            return german
+        draws.append(engine.last_config.temperature)
+        return german if engine.last_config.temperature > 0 and len(draws) > 2 else russian
+
+    engine = FakeEngine(reply)
+    items = [Item("1", "The dog sleeps all day in the garden under the old tree.", "eng_Latn", "deu_Latn"),
+             Item("2", "The cat sleeps all day in the garden under the old tree.", "eng_Latn", "deu_Latn")]
+    plain = translate_batch(engine, items, mode=mode)
+    assert [r["hyp"] for r in plain] == [russian, german] and "guard" not in plain[0]
+    draws.clear()
+    recs = translate_batch(engine, items, mode=mode, language_guard=3)
+    assert [r["hyp"] for r in recs] == [german, german]
+    assert recs[0]["guard"] == "replaced" and "guard" not in recs[1]
+    assert draws == [0.0, 0.7, 0.7]  # greedy, a first draw still in Russian, a second in German: then it stops
+    draws.clear()
+    kept = translate_batch(engine, items, mode=mode, language_guard=1)
+    assert kept[0]["hyp"] == russian and kept[0]["guard"] == "kept"

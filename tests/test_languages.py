@@ -198,3 +198,11 @@ def test_language_table():
     assert row == ("zho_Hans", "Chinese (Simplified)", "中文（简体）", "Hans", "zho", "zh", "wuu,zh")
     assert language_table("dzo_Tibt")[0][-1] == "-"
     assert language_table("som_Latn")[0][-1] == "so (unreliable)"
+
+
+def test_families_name_only_flores_languages_and_leave_the_rest_other():
+    isos = {lang.iso639_3 for lang in L.all_languages()}
+    assert set(L.FAMILIES) <= isos
+    assert L.family_of("zh") == L.family_of("yue_Hant") == "Sino-Tibetan"
+    assert L.family_of("ace_Arab") == L.family_of("ace_Latn") == "Austronesian"  # by language, not script
+    assert L.family_of("eus_Latn") == L.family_of("hat_Latn") == "other"  # isolate, creole: never guessed

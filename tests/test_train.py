@@ -463,7 +463,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp
                               stderr=subprocess.DEVNULL)
     try:
         # A tiny step takes ~30 ms: 40 steps leave a second or more after the first checkpoint to kill in.
-        first = killed / "checkpoints" / "checkpoint-4" / "trainer_state.json"  # the checkpoint's last file
+        first = killed / "checkpoints" / "checkpoint-4" / "bayling-checkpoint.json"  # written once it is complete
         deadline = time.monotonic() + 300
         while not _json_complete(first):
             assert victim.poll() is None, "the run ended before its first checkpoint"

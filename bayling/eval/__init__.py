@@ -4,10 +4,14 @@ One small module per task; models come through the engine interface (local) or a
 OpenAI-compatible endpoint (engines.py):
   translation.py      sacreBLEU BLEU/chrF/chrF++/TER, signatures, bootstrap CIs, paired tests, COMET
   offtarget.py        share of outputs not in the target language, per language
+  breadth.py          English to and from every FLORES-200 language, cached per system, compared
   constrained.py      inclusion rate of required terms
   interactive.py      scripted multi-turn translation sessions scored per turn
   judge.py            MT-bench / BayLing-80 with an LLM judge (single grades, pairwise with swap)
-  multiple_choice.py  AGIEval, CMMLU, XCOPA, MGSM: log-likelihood and generative answering
+  multiple_choice.py  AGIEval, CMMLU, XCOPA, MGSM, llm-foundry layouts: log-likelihood and generative answering
+  knowledge.py        a fixed knowledge battery (ARC, PIQA, WinoGrande, BoolQ, XCOPA, CMMLU), McNemar, model-card calibration
+  ifeval.py           IFEval / M-IFEval / Multi-IF instruction following (strict, loose, echo rate)
+  answer_language.py  does the answer come in the language asked for, over 100+ languages
   report.py           JSON -> markdown tables and an HTML page with plots
   cli.py              the `bayling eval` commands
 Importing this package loads nothing heavy; each function imports what it needs.

@@ -20,7 +20,7 @@ from bayling.infer.cli import (ADAPTER, BACKEND, CHAT_FORMAT, NO_REPEAT, REPETIT
 
 app = typer.Typer(
     help="Evaluate: translation (BLEU/chrF/TER, off-target), constrained and interactive translation, "
-    "MT-bench with an LLM judge, multiple choice, reports.",
+    "MT-bench with an LLM judge, multiple choice, instruction following (IFEval), reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -96,6 +96,7 @@ def translation(
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
     no_repeat_ngram_size: int = NO_REPEAT, reply_no_repeat_ngram_size: int = REPLY_NO_REPEAT,
     repetition_penalty: float = REPETITION_PENALTY,
+    language_guard: int = typer.Option(0, "--language-guard", min=0, help="Draw an answer in the wrong language (language ID) again, up to N times."),
     hyp_out: Path = typer.Option(Path("translations.jsonl"), "--hyp-out", help="Where generated translations go (JSONL)."),
     model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
     backend: str = BACKEND,
@@ -120,7 +121,7 @@ def translation(
         result = task.run(engine, task.TranslationConfig(
             corpus=corpus, src_lang=src_lang, tgt_lang=tgt_lang, split=split, limit=limit, prompt=prompt, shots=shots,
             max_new_tokens=max_new_tokens, tokenize=tokenize, spbleu=spbleu, metrics=wanted, bootstrap=bootstrap,
-            lowercase=lowercase, comet=comet, progress=not quiet))
+            lowercase=lowercase, comet=comet, progress=not quiet, language_guard=language_guard))
         write_jsonl(hyp_out, result.pop("examples"))
         typer.echo(f"translations written to {hyp_out}", err=True)
         return _emit({**result, "model": model}, as_json, out, model or "model")
@@ -310,7 +311,7 @@ def mt_bench(
 @app.command("mc")
 def multiple_choice(
     data: Path = typer.Argument(..., help="AGIEval .jsonl, CMMLU .csv or data dir, XCOPA .jsonl or data dir, MGSM .tsv or dir."),
-    kind: str = typer.Option("auto", "--kind", help="auto, agieval, cmmlu, xcopa or mgsm."),
+    kind: str = typer.Option("auto", "--kind", help="auto, agieval, cmmlu, xcopa, mgsm or foundry (llm-foundry .jsonl: ARC, PIQA, BoolQ, WinoGrande...)."),
     split: Optional[str] = typer.Option(None, "--split", help="CMMLU dev/test, XCOPA val/test (default test)."),
     langs: Optional[str] = typer.Option(None, "--langs", help="Comma list of languages to keep (XCOPA, MGSM)."),
     subjects: Optional[str] = typer.Option(None, "--subjects", help="Comma list of subjects (file stems) to keep."),
@@ -339,6 +340,198 @@ def multiple_choice(
         max_new_tokens=max_new_tokens, batch_size=batch_size, progress=not quiet))
     result["model"] = model
     _emit(result, as_json, out, model or data.stem)
+
+
+# --- knowledge battery and answer language ---------------------------------------------------------------
+
+@app.command()
+def knowledge(
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list (default: arc_easy,arc_challenge,piqa,winogrande,boolq,xcopa,cmmlu; also openbook_qa, copa, siqa, commonsense_qa)."),
+    limit: int = typer.Option(200, "--limit", "-n", help="First N items of each task (XCOPA: each language; CMMLU: each subject)."),
+    shots: str = typer.Option("0", "--shots", help="Examples before each item: a number, or `card` for the Gemma 3 270M model card's counts (ARC-c 25, WinoGrande 5, else 0)."),
+    xcopa_langs: str = typer.Option("zh,id,it,sw", "--xcopa-langs", help="XCOPA languages (ISO codes of its files)."),
+    cmmlu_subjects: Optional[str] = typer.Option(None, "--cmmlu-subjects", help="CMMLU subjects (file stems; default: four general ones)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder with knowledge/, xcopa/data, cmmlu/data (default: ../shared/data)."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="A baseline's knowledge result (--out of an earlier run): McNemar's test per task on the same items."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate", help="Print Google's published Gemma 3 270M figures beside these (default: when --model is the Gemma 3 270M base)."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
+    batch_size: int = typer.Option(16, "--batch-size", help="Rows per forward pass."),
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """English retention and knowledge: ARC, PIQA, WinoGrande, BoolQ, XCOPA, CMMLU by log-likelihood.
+
+    Accuracy and length-normalised accuracy (lm-eval's acc_norm) per task on fixed items, chance
+    level, McNemar's exact test against --compare, and the Gemma 3 270M model card beside the base."""
+    from rich.console import Console
+
+    from bayling.eval import knowledge as task
+
+    cfg = task.KnowledgeConfig(progress=not quiet, limit=limit, batch_size=batch_size, data=str(data) if data else None,
+                               shots=dict(task.CARD_SHOTS) if shots == "card" else _int(shots, "--shots"),
+                               xcopa_langs=_csv(xcopa_langs))
+    if tasks:
+        cfg.tasks = _csv(tasks)
+    if cmmlu_subjects:
+        cfg.cmmlu_subjects = _csv(cmmlu_subjects)
+    baseline = json.loads(compare.read_text(encoding="utf-8")) if compare else None
+    engine = _engine(model, adapter, chat_format, backend, None, None, batch_size)
+    if engine is None:
+        raise EvalError("knowledge needs a local model to score options: --model")
+    result = task.run(engine, cfg)
+    result["model"] = model
+    if baseline is not None:
+        result["compared_with"] = {"file": str(compare), **task.compare(baseline, result)}
+    if calibrate if calibrate is not None else model in task.BASE_NAMES:
+        result["calibration"] = task.calibration(result, model)
+    if out:
+        from bayling.eval.common import write_json
+
+        write_json(out, result)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    for t in task.table(result, result.get("compared_with"), result.get("calibration")):
+        console.print(t)
+    console.print(result["signature"], style="dim")
+
+
+@app.command("answer-language")
+def answer_language(
+    langs: str = typer.Option("judgeable", "--langs", help="judgeable (every FLORES language the detector can judge), all (204; the rest counted as unjudged), or a comma list."),
+    per_language: int = typer.Option(3, "--per-language", "-n", help="Requests naming each language (English and Chinese in turn)."),
+    native: bool = typer.Option(True, "--native/--no-native", help="Also ask in zh, es, fr, ja, de, ru without naming the language."),
+    floor: int = typer.Option(0, "--floor", help="FLORES dev references per language to measure the detector's own rate (0: skip)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    batch_size: int = typer.Option(32, "--batch-size", help="Conversations decoded together (local) or concurrent requests (endpoint)."),
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Answers in the asked language over the FLORES languages (BayLing 2's cross-lingual requests).
+
+    Everyday requests ending "Answer in <language>." (English or Chinese) and the same requests
+    written in zh/es/fr/ja/de/ru; the language detector's verdict per language and pooled, with
+    the answers it cannot judge counted apart. --out keeps every prompt and answer."""
+    from rich.console import Console
+
+    from bayling.eval import answer_language as task
+
+    engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+    result = task.run(engine, task.AnswerLanguageConfig(
+        langs=langs, per_language=per_language, native=native, floor=floor, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, progress=not quiet))
+    result["model"] = model
+    if out:
+        from bayling.eval.common import write_json
+
+        write_json(out, result)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "examples"}, ensure_ascii=False, indent=2))
+        return
+    Console().print(task.table(result))
+    Console().print(result["signature"], style="dim")
+
+
+def _int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise EvalError(f"{option} {text!r}: a whole number") from None
+
+
+# --- breadth: English to and from every FLORES-200 language --------------------------------------------------
+
+@app.command()
+def breadth(
+    system_name: Optional[str] = typer.Option(None, "--system-name", help="Name of this system's result and cache in --out (default: the model's name)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="few-shot (base models) or chat (tuned); default: few-shot for an embedded base model, else chat."),
+    corpus: str = typer.Option("flores", "--corpus", help="flores (../shared/data/flores200) or a FLORES-200 folder."),
+    split: str = typer.Option("devtest", "--split", help="Split to translate (few-shot examples come from dev)."),
+    per_direction: int = typer.Option(20, "--per-direction", "-n", help="Sentences per direction: the split's first N lines, the same for every system."),
+    langs: str = typer.Option("all", "--langs", help="all, or a comma list of languages (codes or names) to pair with English."),
+    shots: int = typer.Option(3, "--shots", help="Examples in a few-shot prompt."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    out_dir: Path = typer.Option(Path("breadth"), "--out", "-o", help="Folder of the per-system results and translation caches."),
+    language_guard: int = typer.Option(0, "--language-guard", min=0, help="Draw an answer in the wrong language (language ID) again, up to N times."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    batch_size: int = typer.Option(32, "--batch-size", help="Rows decoded together (local; 32 on 2 CPU cores) or concurrent requests (endpoint)."),
+    as_json: bool = JSON_OUT, quiet: bool = QUIET,
+) -> None:
+    """English to and from every FLORES-200 language: chrF and off-target per direction, cached per system.
+
+    Writes OUT/<system>.json and keeps every translation in OUT/<system>.translations.jsonl: a rerun
+    (after a kill, or with more languages) translates only what is missing. Compare two systems with
+    `bayling eval breadth-compare`."""
+    from bayling.eval import breadth as task
+    from bayling.infer.translate import default_prompt_mode
+    from bayling.models import resolve_model
+
+    engine = _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+    if engine is None:
+        raise EvalError("breadth needs a model to translate with: --model (and --base-url for an endpoint)")
+    local = backend == "transformers" and not base_url
+    # A rerun reuses cached translations only from the same weights (a local model's content hash).
+    weights = resolve_model(model, adapter, chat_format).fingerprint if local else None
+    name = system_name or re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(adapter or model or "model").name)
+    result = task.run(engine, task.BreadthConfig(
+        corpus=corpus, split=split, per_direction=per_direction, langs=langs,
+        prompt=prompt or default_prompt_mode(model, adapter, backend if local else "openai"), shots=shots,
+        max_new_tokens=max_new_tokens, out=str(out_dir), system=name, model=model, weights=weights,
+        progress=not quiet, language_guard=language_guard))
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "examples"}, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(task.summary_text(result, str(out_dir / f"{name}.json")))
+
+
+@app.command("breadth-compare")
+def breadth_compare(
+    base: Path = typer.Argument(..., help="The baseline's result (OUT/<system>.json of `bayling eval breadth`)."),
+    system: Path = typer.Argument(..., help="The system compared with it, scored on the same sentences."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output stem: OUT.md, OUT.png, OUT.json (default: BASE-vs-SYSTEM beside SYSTEM)."),
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Two breadth results side by side: table and plot grouped by script and family, pooled paired
+    bootstrap for en->xx and xx->en, directions > 3 chrF below the base, en->xx off-target against the base's."""
+    from bayling.eval import breadth as task
+
+    block, cmp = task.write_comparison(base, system, out)
+    typer.echo(json.dumps(cmp, ensure_ascii=False, indent=2) if as_json else block)
+    typer.echo(f"written: {', '.join(cmp['written'])}", err=True)
+
+
+# --- instruction following without a judge ------------------------------------------------------------------
+
+@app.command()
+def ifeval(
+    data: Optional[Path] = typer.Argument(None, help="IFEval/M-IFEval/Multi-IF JSONL file or folder (default: ../shared/data/ifeval)."),
+    lang: Optional[List[str]] = typer.Option(None, "--lang", "-l", help="Keep these languages (en, es, fr, ja...); repeat or comma list."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="First N prompts of each language."),
+    answers: Optional[Path] = typer.Option(None, "--answers", help="Ready answers instead of a model: JSONL of {prompt, response} (IFEval's layout) or {key, responses: [...]}."),
+    max_new_tokens: int = typer.Option(1280, "--max-new-tokens", help="Tokens per answer (lm-eval's IFEval setting: some prompts ask for 600+ words)."),
+    echo_chrf: float = typer.Option(60.0, "--echo-chrf", help="An answer whose chrF (beta=1) against its prompt reaches this echoes the request."),
+    model: Optional[str] = MODEL, adapter: Optional[str] = ADAPTER, chat_format: Optional[str] = CHAT_FORMAT,
+    backend: str = BACKEND,
+    base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY, batch_size: int = BATCH,
+    as_json: bool = JSON_OUT, out: Optional[Path] = OUT, quiet: bool = QUIET,
+) -> None:
+    """Verifiable instruction following: IFEval, M-IFEval (es/fr/ja), Multi-IF conversations.
+
+    Strict and loose accuracy at prompt and instruction level, per language, instruction type and
+    turn, and the share of answers that merely echo the request. --out keeps every answer."""
+    from bayling.eval import ifeval as task
+
+    engine = None if answers else _engine(model, adapter, chat_format, backend, base_url, api_key, batch_size)
+    result = task.run(engine, task.IFEvalConfig(
+        data=str(data) if data else None, langs=[x for value in lang or [] for x in _csv(value)], limit=limit,
+        answers=str(answers) if answers else None, max_new_tokens=max_new_tokens, echo_chrf=echo_chrf,
+        progress=not quiet))
+    result["model"] = model
+    _emit(result, as_json, out, model or (answers.stem if answers else "model"))
 
 
 # --- reports -----------------------------------------------------------------------------------------------

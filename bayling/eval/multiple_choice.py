@@ -1,4 +1,5 @@
-"""Multiple-choice knowledge and reasoning: AGIEval (GaoKao, SAT, LogiQA...), CMMLU, XCOPA, MGSM.
+"""Multiple-choice knowledge and reasoning: AGIEval (GaoKao, SAT, LogiQA...), CMMLU, XCOPA, MGSM, and
+llm-foundry's compact layouts (ARC, PIQA, BoolQ, WinoGrande, OpenBookQA, COPA, SIQA, CommonsenseQA).
 
 Two ways to answer, as lm-evaluation-harness and BayLing do:
   - log-likelihood: every option is scored as a continuation of the question (sum of token
@@ -8,7 +9,8 @@ Two ways to answer, as lm-evaluation-harness and BayLing do:
   - generative: the model answers in words ("Answer is choice (B)", "答案是选项(B)", or a
     number for MGSM) and the answer is parsed out; an answer that does not parse is counted
     as unparsed (and wrong), never guessed.
-Accuracy is reported overall, per subject and per language.
+Accuracy is reported overall, per subject and per language; `mcnemar` compares two systems
+answering the same questions.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import csv
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,13 +33,17 @@ __all__ = [
     "evaluate_mc",
     "generative_prompt",
     "load_mc",
+    "mcnemar",
     "parse_choice",
     "parse_number",
     "read_agieval",
     "read_cmmlu",
+    "read_foundry",
     "read_mgsm",
     "read_xcopa",
     "run",
+    "solved",
+    "with_shots",
 ]
 
 LETTERS = "ABCDEFGHIJ"
@@ -48,6 +54,18 @@ XCOPA_CONNECTORS = {
     "it": ("perché", "quindi"), "id": ("karena", "maka"), "qu": ("imataq", "chaymi"),
     "sw": ("kwa sababu", "kwa hiyo"), "zh": ("因为", "所以"), "ta": ("காரணமாக", "எனவே"),
     "th": ("เพราะ", "ดังนั้น"), "tr": ("çünkü", "bu yüzden"), "vi": ("bởi vì", "vì vậy"),
+}
+
+# llm-foundry's compact layouts scored with lm-evaluation-harness's zero-shot prompts, which these
+# files allow exactly: (label dropped from the query's start, text put after it); the option follows
+# after a space. ARC: "Question: {q}\nAnswer: {option}"; PIQA (query ends in a newline): "Question:
+# {goal}\nAnswer: {sol}"; BoolQ: "{passage}\nQuestion: {q}?\nAnswer: no|yes". Files not listed (COPA,
+# OpenBookQA, SIQA, CommonsenseQA, WinoGrande) are the query (or context) and the option as they are.
+FOUNDRY_PROMPTS = {
+    "arc_easy": ("", "\nAnswer:"),
+    "arc_challenge": ("", "\nAnswer:"),
+    "piqa": ("", "Answer:"),
+    "boolq": ("Passage: ", "\nAnswer:"),
 }
 
 
@@ -62,6 +80,7 @@ class MCQuestion:
     kind: str = "choice"  # "choice" or "numeric"
     context: str | None = None  # log-likelihood context, when not the lettered question (XCOPA)
     continuations: list[str] | None = None  # log-likelihood continuations for `context`
+    contexts: list[str] | None = None  # one context per option before the one shared `continuations[0]` (WinoGrande)
     extra: dict = field(default_factory=dict)
 
 
@@ -157,6 +176,46 @@ def read_xcopa(path: str | Path) -> list[MCQuestion]:
     return out
 
 
+def read_foundry(path: str | Path) -> list[MCQuestion]:
+    """One llm-foundry JSONL file: {query, choices, gold} (options scored after the query, see
+    FOUNDRY_PROMPTS) or WinoGrande's {context_options, continuation, gold} (the one continuation
+    scored after each context, as lm-evaluation-harness does); the file's stem names the task."""
+    path = Path(path)
+    drop, after = FOUNDRY_PROMPTS.get(path.stem, ("", ""))
+    out = []
+    for where, r in read_records(path):
+        gold = r.get("gold")
+        if "context_options" in r:
+            ctxs, cont = r["context_options"], r.get("continuation")
+            if not _texts(ctxs) or len(ctxs) < 2 or not isinstance(cont, str) or not cont.strip():
+                raise EvalError(f"{where}: WinoGrande layout needs context_options (two or more texts) and a continuation")
+            n = len(ctxs)
+        elif "choices" in r and "query" in r:
+            query, choices = r["query"], r["choices"]
+            if not isinstance(query, str) or not _texts(choices) or len(choices) < 2:
+                raise EvalError(f"{where}: 'query' should be text and 'choices' two or more texts")
+            n = len(choices)
+        elif "context" in r and "continuation" in r:
+            raise EvalError(f"{where}: a language-modelling record (context, continuation), not multiple choice")
+        else:
+            raise EvalError(f"{where}: llm-foundry records need query, choices, gold (or context_options, continuation, gold)")
+        if isinstance(gold, bool) or not isinstance(gold, int) or not 0 <= gold < n:
+            raise EvalError(f"{where}: 'gold' should be an option index 0-{n - 1}, found {gold!r}")
+        if "context_options" in r:
+            out.append(MCQuestion(where, path.stem, "eng_Latn", cont.strip(), [c.strip() for c in ctxs], gold,
+                                  contexts=[c.rstrip() for c in ctxs], continuations=[" " + cont.strip()]))
+            continue
+        text = query[len(drop):] if drop and query.startswith(drop) else query
+        context = text + after
+        out.append(MCQuestion(where, path.stem, "eng_Latn", text.strip(), [c.strip() for c in choices], gold,
+                              context=context.rstrip(" "), continuations=[" " + c.strip() for c in choices]))
+    return out
+
+
+def _texts(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(t, str) and t.strip() for t in x)
+
+
 def read_mgsm(path: str | Path) -> list[MCQuestion]:
     """One MGSM TSV (question TAB numeric answer); the language comes from the file name (mgsm_zh.tsv)."""
     path = Path(path)
@@ -183,7 +242,8 @@ def load_mc(path: str | Path, kind: str = "auto", *, split: str | None = None, l
     if not path.exists():
         raise EvalError(f"{path}: no such file or folder")
     kind = _detect_kind(path) if kind == "auto" else kind
-    readers = {"agieval": read_agieval, "cmmlu": read_cmmlu, "xcopa": read_xcopa, "mgsm": read_mgsm}
+    readers = {"agieval": read_agieval, "cmmlu": read_cmmlu, "xcopa": read_xcopa, "mgsm": read_mgsm,
+               "foundry": read_foundry}
     if kind not in readers:
         raise EvalError(f"unknown kind {kind!r}: choose from {', '.join(readers)}")
     files = [path] if path.is_file() else _files(path, kind, split)
@@ -208,7 +268,10 @@ def _detect_kind(path: Path) -> str:
         if path.suffix == ".tsv":
             return "mgsm"
         for _, r in read_records(path):
-            return "xcopa" if "premise" in r else "agieval"
+            if "premise" in r:
+                return "xcopa"
+            foundry = ("query" in r and "choices" in r) or "context_options" in r or ("context" in r and "continuation" in r)
+            return "foundry" if foundry else "agieval"
         raise EvalError(f"{path}: empty")
     names = [p.name for p in path.rglob("*") if p.is_file()]
     if any(n.startswith("mgsm_") and n.endswith(".tsv") for n in names):
@@ -230,7 +293,16 @@ def _files(root: Path, kind: str, split: str | None) -> list[Path]:
         return sorted(p for p in root.rglob("*.jsonl") if p.name.startswith((split or "test") + "."))
     if kind == "mgsm":
         return sorted(root.rglob("mgsm_*.tsv"))
+    if kind == "foundry":  # LAMBADA lies beside the choice sets: language modelling, not multiple choice
+        return sorted(p for p in root.rglob("*.jsonl") if not _language_modelling(p))
     return sorted(root.rglob("*.jsonl"))
+
+
+def _language_modelling(path: Path) -> bool:
+    """llm-foundry's LAMBADA-style file: {context, continuation} records, no options to choose from."""
+    for _, r in read_records(path):
+        return "continuation" in r and "context_options" not in r and "choices" not in r
+    return False
 
 
 def _file_lang(f: Path, kind: str) -> str | None:
@@ -240,6 +312,8 @@ def _file_lang(f: Path, kind: str) -> str | None:
         return _lang(f.stem.split("_")[-1])
     if kind == "cmmlu":
         return "zho_Hans"
+    if kind == "foundry":
+        return "eng_Latn"
     return None
 
 
@@ -353,12 +427,50 @@ def _lettered(q: MCQuestion) -> str:
 def loglik_requests(q: MCQuestion, continuations: str = "letters") -> list[tuple[str, str]]:
     """(context, continuation) per option: the question's own (XCOPA), the letters " A".." D"
     after the lettered question, or the option texts after it ("text")."""
+    if q.contexts is not None and q.continuations:
+        return [(c, q.continuations[0]) for c in q.contexts]
     if q.context is not None and q.continuations is not None:
         return [(q.context, c) for c in q.continuations]
     ctx = _lettered(q)
     if continuations == "text":
         return [(ctx, " " + o) for o in q.options]
     return [(ctx, " " + LETTERS[i]) for i in range(len(q.options))]
+
+
+def solved(q: MCQuestion, continuations: str = "letters") -> str:
+    """The question as a worked example: its log-likelihood context followed by the right answer."""
+    if q.kind != "choice" or isinstance(q.answer, tuple):
+        raise EvalError(f"{q.id}: only single-answer choice questions can be shown as examples")
+    ctx, cont = loglik_requests(q, continuations)[q.answer]
+    return ctx + cont
+
+
+def with_shots(q: MCQuestion, shots: Sequence[MCQuestion], continuations: str = "letters",
+               delimiter: str = "\n\n") -> MCQuestion:
+    """`q` with worked examples before every context, joined as lm-evaluation-harness does ("\n\n")."""
+    if not shots:
+        return q
+    prefix = "".join(solved(s, continuations) + delimiter for s in shots)
+    if q.contexts is not None:
+        return replace(q, contexts=[prefix + c for c in q.contexts])
+    reqs = loglik_requests(q, continuations)
+    return replace(q, context=prefix + reqs[0][0], continuations=[c for _, c in reqs])
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """McNemar's exact test: do two systems answering the same questions differ in accuracy?
+    Two-sided binomial test on the questions only one of them got right."""
+    if len(a) != len(b):
+        raise EvalError(f"misaligned inputs: the baseline has {len(a)} answers, the system {len(b)}")
+    only_a = sum(1 for x, y in zip(a, b) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b) if y and not x)
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1))
+    p = min(1.0, 2 * tail / 2 ** n) if n else 1.0
+    base, system = (mean(a) if a else None), (mean(b) if b else None)
+    return {"n": len(a), "baseline": base, "system": system,
+            "delta": system - base if a else None, "baseline_only": only_a, "system_only": only_b,
+            "p_value": p, "significant": p < 0.05}
 
 
 # --- generative --------------------------------------------------------------------------------

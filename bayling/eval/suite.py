@@ -3,8 +3,10 @@
 Held-out translation (translation.run: chrF/BLEU/off-target per direction, runaway outputs,
 source copies) on the same sentences for every system, then a two-turn refinement check
 (interactive.run: translate, then "make sure the translation uses X" with X a reference word the
-first answer lacks). Also the numbers read across systems: the detector's floor on the
-references and paired bootstrap tests of pooled chrF.
+first answer lacks). Optional, off by default: the knowledge battery (knowledge.run, log-likelihood,
+local models only) and the answer-language probe (answer_language.run). Also the numbers read
+across systems: the detector's floor on the references, paired bootstrap tests of pooled chrF and
+McNemar tests of the knowledge battery.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-__all__ = ["SuiteConfig", "evaluate_system", "paired_chrf", "pick_sentences", "reference_off_target", "summary"]
+from bayling.eval.answer_language import AnswerLanguageConfig
+from bayling.eval.knowledge import KnowledgeConfig
+
+__all__ = ["SuiteConfig", "evaluate_system", "knowledge_markdown", "paired_chrf", "paired_knowledge",
+           "pick_sentences", "reference_off_target", "summary"]
 
 
 @dataclass
@@ -32,6 +38,12 @@ class SuiteConfig:
     base_url: str | None = None  # score the tuned model through an OpenAI-compatible server (vLLM)
     # Loop guards for every system (bayling.infer.engine.GUARDS), e.g. {no_repeat_ngram_size: 4}; {}: plain greedy.
     decoding: dict[str, Any] = field(default_factory=dict)
+    # Off-target first answers drawn again up to N times (bayling.infer.translate's language guard); None: off.
+    language_guard: int | None = None
+    # The knowledge battery, e.g. {tasks: [arc_easy, piqa, winogrande, boolq], limit: 200}; None: not run.
+    knowledge: KnowledgeConfig | None = None
+    # The answer-language probe, e.g. {per_language: 3}; None: not run.
+    answer_language: AnswerLanguageConfig | None = None
 
 
 def _translation(cfg: SuiteConfig):
@@ -43,7 +55,8 @@ def _translation(cfg: SuiteConfig):
     if root is None:
         raise ConfigError(f"eval corpus {cfg.corpus!r} is not available here")
     return TranslationConfig(corpus=root, directions=cfg.directions, split=cfg.split, limit=cfg.limit,
-                             shots=cfg.n_shots, shots_split=cfg.shots_split, max_new_tokens=cfg.max_new_tokens)
+                             shots=cfg.n_shots, shots_split=cfg.shots_split, max_new_tokens=cfg.max_new_tokens,
+                             language_guard=cfg.language_guard or 0)
 
 
 def pick_sentences(cfg: SuiteConfig) -> tuple[list, list]:
@@ -72,7 +85,7 @@ def evaluate_system(engine: Any, prompt: str, pairs: Sequence[Any], shots: Seque
     directions = {k: dict(d) for k, d in directions.items()}
     for k, rates in _refinement_by_direction(inter["turns_detail"]).items():
         directions.setdefault(k, {}).update(rates)
-    return {
+    out = {
         "chrf": tr["chrf"], "bleu": tr["bleu"], "off_target_rate": tr.get("off_target_rate"),
         "max_new_tokens_rate": tr["max_new_tokens_rate"], "source_copy_rate": tr["source_copy_rate"],
         "constraint_inclusion": constraint.get("constraint_ok_rate"),
@@ -84,6 +97,30 @@ def evaluate_system(engine: Any, prompt: str, pairs: Sequence[Any], shots: Seque
                      for e in tr["examples"]],
         "refinement_examples": [_refinement_example(s, recs) for s, recs in _by_session(inter)],
     }
+    out.update(_extras(engine, cfg))
+    if "knowledge" in out and "breakdown" in out["knowledge"]:
+        out["breakdown"]["knowledge"] = out["knowledge"]["breakdown"]["task"]
+    return out
+
+
+def _extras(engine: Any, cfg: SuiteConfig) -> dict[str, Any]:
+    """The optional tasks' results, with their headline numbers at the top level for the report."""
+    from bayling.eval import answer_language, knowledge
+
+    out: dict[str, Any] = {}
+    if cfg.knowledge is not None:
+        if getattr(engine, "model", None) is None:  # log-likelihoods need the weights, not an endpoint
+            out["knowledge"] = {"skipped": "log-likelihood scoring needs a local model"}
+        else:
+            kn = knowledge.run(engine, replace(cfg.knowledge, progress=False))
+            out["knowledge"] = kn
+            out["knowledge_english_accuracy"] = kn["english_accuracy"]
+            out["knowledge_english_accuracy_norm"] = kn["english_accuracy_norm"]
+    if cfg.answer_language is not None:
+        al = answer_language.run(engine, replace(cfg.answer_language, progress=False))
+        out["answer_language"] = al
+        out["answer_language_rate"] = al["on_target_rate"]
+    return out
 
 
 REFINEMENT_RATES = (("constraint_ok", "constraint_inclusion"), ("on_target", "refinement_on_target"),
@@ -138,8 +175,12 @@ def reference_off_target(examples: list[dict]) -> dict:
 
 
 def summary(result: dict) -> dict:
-    """A system's scores without its examples."""
-    return {k: v for k, v in result.items() if k not in ("examples", "refinement_examples")}
+    """A system's scores without its examples (nor the knowledge items and the probe's answers)."""
+    out = {k: v for k, v in result.items() if k not in ("examples", "refinement_examples")}
+    for key, heavy in (("knowledge", "items"), ("answer_language", "examples")):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != heavy}
+    return out
 
 
 def paired_chrf(systems: dict[str, dict]) -> dict | None:
@@ -161,3 +202,24 @@ def paired_chrf(systems: dict[str, dict]) -> dict | None:
         out["baseline"] = chrf["baseline"]
         out["systems"][label] = {k: chrf[k] for k in ("system", "delta", "p_value", "significant")}
     return out
+
+
+def paired_knowledge(systems: dict[str, dict]) -> dict | None:
+    """The knowledge battery of every system against the first, McNemar's exact test per task on the
+    same items (knowledge.compare) — when the first and another ran it (else None)."""
+    from bayling.eval.knowledge import compare
+
+    runs = {name: r["knowledge"] for name, r in systems.items() if "items" in (r.get("knowledge") or {})}
+    labels = list(runs)
+    if len(labels) < 2 or labels[0] != next(iter(systems)):
+        return None
+    return {"baseline": labels[0], "systems": {name: compare(runs[labels[0]], runs[name]) for name in labels[1:]}}
+
+
+def knowledge_markdown(systems: dict[str, dict], base_model: str | None = None) -> str | None:
+    """The knowledge section of a report (knowledge.report_markdown): every system that ran the
+    battery, McNemar against the first, the model card beside a Gemma 3 270M base; None if none ran it."""
+    from bayling.eval.knowledge import report_markdown
+
+    runs = {name: r["knowledge"] for name, r in systems.items() if "items" in (r.get("knowledge") or {})}
+    return report_markdown(runs, base_model) if runs else None

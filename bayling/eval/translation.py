@@ -28,6 +28,7 @@ __all__ = [
     "run",
     "score_directions",
     "score_translation",
+    "shot_pool",
     "test_and_shots",
     "translate",
 ]
@@ -338,6 +339,15 @@ def test_and_shots(corpus: str, src_lang: str | None, tgt_lang: str | None, spli
 
 # --- generate, then score -------------------------------------------------------------------
 
+def shot_pool(shots: Iterable[Any], n_shots: int) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Few-shot examples per direction: the first `n_shots` (src, tgt) of each direction's shot pairs."""
+    pool: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for s in shots:
+        if len(pool[(s.src_lang, s.tgt_lang)]) < n_shots:
+            pool[(s.src_lang, s.tgt_lang)].append((s.src, s.tgt))
+    return dict(pool)
+
+
 def translate(
     engine: Any,
     pairs: Sequence[Any],
@@ -348,32 +358,28 @@ def translate(
     max_new_tokens: int = 128,
     chunk: int | None = None,
     progress: bool = True,
+    language_guard: int = 0,
 ) -> list[str]:
     """Translate each `Pair`'s source with `engine`: a k-shot prompt for base models ("few-shot",
     shots taken per direction from `shots`) or the instruction through the chat format ("chat").
     The requests are bayling.infer.translate's (the one translation driver), handed to the engine
     `chunk` at a time (default: the engine's `requests_per_call`)."""
     from bayling.infer.engine import GenerationConfig
-    from bayling.infer.translate import PROMPT_MODES, Item, bos_of, translate_batch, translation_request
+    from bayling.infer.translate import PROMPT_MODES, Item, bos_of, longest_first_order, translate_batch
 
     if prompt not in PROMPT_MODES:
         raise EvalError(f"--prompt {prompt!r}: use few-shot (base models) or chat (tuned models)")
-    pool: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for s in shots:
-        if len(pool[(s.src_lang, s.tgt_lang)]) < n_shots:
-            pool[(s.src_lang, s.tgt_lang)].append((s.src, s.tgt))
+    pool = shot_pool(shots, n_shots)
     items = [Item(str(i), p.src, p.src_lang, p.tgt_lang) for i, p in enumerate(pairs)]
-    bos = bos_of(engine)
-    # Longest first, so a batch's rows end at about the same step and no batch waits on one long row.
-    size = [len(str(translation_request(it, prompt, pool.get((it.src_lang, it.tgt_lang), ()), bos))) for it in items]
-    order = sorted(range(len(items)), key=lambda i: -size[i])
+    order = longest_first_order(items, prompt, pool, bos_of(engine))
     config = GenerationConfig(max_new_tokens=max_new_tokens)
     chunk = chunk or engine.requests_per_call
     outputs: list[str] = [""] * len(items)
     with progress_bar(progress, len(items), "translating") as advance:
         for start in range(0, len(order), chunk):
             idx = order[start : start + chunk]
-            records = translate_batch(engine, [items[i] for i in idx], mode=prompt, config=config, shot_pool=pool)
+            records = translate_batch(engine, [items[i] for i in idx], mode=prompt, config=config, shot_pool=pool,
+                                      language_guard=language_guard)
             for i, rec in zip(idx, records):
                 outputs[i] = " ".join(rec["hyp"].strip().splitlines())
             advance(len(idx))
@@ -421,6 +427,7 @@ class TranslationConfig:
     progress: bool = True
     pairs: Sequence[Any] | None = None
     shot_pairs: Sequence[Any] = ()
+    language_guard: int = 0  # off-target answers drawn again up to N times (bayling.infer.translate)
 
 
 def pick(config: TranslationConfig) -> tuple[list, list, list[str]]:
@@ -453,7 +460,8 @@ def run(engine: Any, config: TranslationConfig) -> dict[str, Any]:
 
     test, shot_pairs, notes = pick(config)
     hyps = translate(engine, test, prompt=config.prompt, shots=shot_pairs, n_shots=config.shots,
-                     max_new_tokens=config.max_new_tokens, progress=config.progress)
+                     max_new_tokens=config.max_new_tokens, progress=config.progress,
+                     language_guard=config.language_guard)
     result = score_directions(test, hyps, tokenize=config.tokenize, spbleu=config.spbleu, metrics=config.metrics,
                               bootstrap=config.bootstrap, lowercase=config.lowercase, comet=config.comet)
     result.update(failure_rates(engine, test, hyps, config.max_new_tokens), prompt=config.prompt,

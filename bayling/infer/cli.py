@@ -116,6 +116,8 @@ def translate_command(
     constraints: Optional[List[str]] = typer.Option(None, "--constraints", "-c", help="Terms the translation must contain; "
                                                     "repeat the option or separate with ';'."),
     refine: Optional[str] = typer.Option(None, "--refine", help="A second turn on each result, e.g. \"make it more formal\"."),
+    language_guard: int = typer.Option(0, "--language-guard", min=0,
+                                       help="Draw an answer in the wrong language (language ID) again, up to N times."),
     split: str = typer.Option("devtest", help="FLORES split: dev or devtest."),
     field: str = typer.Option("src", help="JSONL field holding the source text."),
     batch_size: int = typer.Option(8, help="Sentences per generation batch."),
@@ -146,6 +148,7 @@ def translate_command(
 
     with progress_bar(progress, len(items), "translating", unit="lines", transient=False) as bar:
         summary = translate_file(engine, items, out, mode=mode, config=config, refine=refine, batch_size=batch_size,
+                                 language_guard=language_guard,
                                  on_progress=lambda done, total: bar.set(done), emit=emit)
     note = f"{summary.translated} translated, {summary.resumed} already done"
     if summary.constraints_met is not None:

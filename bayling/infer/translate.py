@@ -2,8 +2,8 @@
 
 Each input line becomes an `Item` with a stable id. Finished records are appended (and fsynced)
 to `<out>.partial.jsonl` batch by batch. Every record carries a `resume_key`, a hash of what
-made it (source text, languages, terms, prompt mode, generation settings, model), and a rerun
-reuses a record only for an item with the same key: resuming matches by content, never by
+made it (source text, languages, terms, prompt mode and few-shot examples, generation settings,
+model), and a rerun reuses a record only for an item with the same key: resuming matches by content, never by
 position, so an edited input is translated again exactly where it changed. At the end the output
 is written whole, in input order, and atomically replaced — so it is never half written and never
 holds a line twice. A plain-text output cannot carry the keys: its records are kept beside it in
@@ -19,7 +19,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from bayling.errors import BaylingError
 from bayling.infer.engine import Engine, GenerationConfig
@@ -41,6 +41,7 @@ __all__ = [
     "bos_of",
     "default_prompt_mode",
     "first_turn",
+    "longest_first_order",
     "read_items",
     "resume_key",
     "translate_batch",
@@ -181,13 +182,26 @@ def translation_request(item: Item, mode: str, examples: Sequence[tuple[str, str
     return [first_turn(item)]
 
 
+def longest_first_order(items: Sequence[Item], mode: str, shot_pool: ShotPool | None = None, bos: str = "") -> list[int]:
+    """Indices of `items`, longest request first: a batch's rows then end at about the same step,
+    and no batch waits on one long row (continuous batching refills from the short ones at the end)."""
+    pool = shot_pool or {}
+    size = [len(str(translation_request(it, mode, pool.get((it.src_lang, it.tgt_lang), ()), bos))) for it in items]
+    return sorted(range(len(items)), key=lambda i: -size[i])
+
+
 def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat",
                     config: GenerationConfig = GenerationConfig(), refine: str | None = None,
                     shots: int = 3, shot_pool: ShotPool | None = None,
-                    cancel: threading.Event | None = None) -> list[dict]:
+                    cancel: threading.Event | None = None, language_guard: int = 0) -> list[dict]:
     """One record per item: id, src, hyp, languages, ref, messages (the chat it took) and, when
     asked, draft (before refinement) and constraints_met. Few-shot examples come from `shot_pool`
     per direction when given (an eval's dev pairs), else `shots` pairs of the shipped sample.
+
+    `language_guard` N > 0: a first answer the language detector judges to be in another language
+    than the target is drawn again N times (temperature GUARD_TEMPERATURE) and replaced by the first
+    draw judged on target; the record says `guard: replaced` or `guard: kept` (no draw was on
+    target). Answers the detector cannot judge are left alone.
 
     With `cancel`, generation streams one item at a time and stops soon after it is set (a server
     whose client left); the records are then incomplete.
@@ -221,6 +235,9 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
         outs = chat([[first_turn(items[i])] for i in live], config)
     for i, out in zip(live, outs):
         hyps[i] = out
+    guarded = _guard_language(items, hyps, live, language_guard, config,
+                              lambda ids, cfg: ([o.strip() for o in complete([prompts[live.index(i)] for i in ids], cfg)]
+                                                if mode == "few-shot" else chat([[first_turn(items[i])] for i in ids], cfg)))
     # An empty answer ends that chat: a turn with no content cannot be rendered again.
     chats = [[first_turn(it)] + ([{"role": "assistant", "content": h}] if h else []) if it.src.strip() else []
              for it, h in zip(items, hyps)]
@@ -251,6 +268,8 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
             rec["ref"] = it.ref
         if refine and it.src.strip():
             rec["draft"] = drafts[i]
+        if i in guarded:
+            rec["guard"] = guarded[i]
         if it.constraints:
             rec["constraints"] = list(it.constraints)
             rec["constraints_met"] = bool(hyps[i]) and not missing(i)
@@ -258,6 +277,30 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
             rec["messages"] = chats[i]
         records.append(rec)
     return records
+
+
+GUARD_TEMPERATURE = 0.7
+
+
+def _guard_language(items: Sequence[Item], hyps: list[str], live: list[int], draws: int, config: GenerationConfig,
+                    generate: Callable[[list[int], GenerationConfig], list[str]]) -> dict[int, str]:
+    """Re-draw off-target first answers (see translate_batch's `language_guard`); hyps updated in place."""
+    from bayling.languages import is_on_target
+
+    if draws <= 0:
+        return {}
+    off = [i for i in live if hyps[i] and is_on_target(hyps[i], items[i].tgt_lang) is False]
+    outcome = {i: "kept" for i in off}
+    todo = list(off)
+    for k in range(draws):
+        if not todo:
+            break
+        cfg = replace(config, temperature=GUARD_TEMPERATURE, seed=config.seed + 1 + k)
+        for i, out in zip(todo, generate(todo, cfg)):
+            if out and is_on_target(out, items[i].tgt_lang):
+                hyps[i], outcome[i] = out, "replaced"
+        todo = [i for i in todo if outcome[i] == "kept"]
+    return outcome
 
 
 def _read_partial(path: Path) -> list[dict]:
@@ -287,9 +330,13 @@ def _json_or_none(line: str):
         return None
 
 
-def resume_key(item: Item, engine: Engine, mode: str, config: GenerationConfig, refine: str | None) -> str:
-    """What a translation depends on, hashed: a record is reused only for an item with the same key."""
+def resume_key(item: Item, engine: Engine, mode: str, config: GenerationConfig, refine: str | None,
+               extra: Any = None) -> str:
+    """What a translation depends on, hashed: a record is reused only for an item with the same key
+    (`extra`: anything else it depends on, JSON-able: the few-shot pairs from a shot pool, a weights hash)."""
     made_of = [item.src, item.src_lang, item.tgt_lang, list(item.constraints), engine.name, mode, asdict(config), refine]
+    if extra:  # only then: keys made without it stay as they were
+        made_of.append(extra)
     return hashlib.blake2b(json.dumps(made_of, ensure_ascii=False).encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -335,12 +382,22 @@ def translate_file(
     batch_size: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
     emit: Callable[[dict], None] | None = None,
+    shot_pool: ShotPool | None = None,
+    longest_first: bool = False,
+    keep_earlier: bool = False,
+    key_extra: Any = None,
+    language_guard: int = 0,
 ) -> TranslateSummary:
     """Translate `items` into `out` (.jsonl: records; anything else: one translation per line, with
     the records in `<out>.records.jsonl`), reusing the records of earlier runs whose `resume_key` matches.
 
     With out=None every record goes to `emit` as soon as its batch is done (no resuming).
-    `on_progress(done, total)` is called after each batch.
+    `on_progress(done, total)` is called after each batch. `shot_pool`: few-shot examples per
+    direction (see translate_batch). `longest_first`: what is left is translated longest request
+    first (the output keeps input order). `keep_earlier`: the finished output also keeps an earlier
+    run's records for ids not among `items` (a cache that a run over a subset must not shrink).
+    `key_extra`: more that every translation depends on (e.g. a hash of the weights), in each resume key.
+    `language_guard`: off-target answers drawn again (translate_batch).
     """
     items = list(items)
     ids = [it.id for it in items]
@@ -349,20 +406,29 @@ def translate_file(
         raise TranslateError(f"input ids must be unique; {dup!r} appears more than once")
     summary = TranslateSummary(total=len(items), out=str(out) if out else None)
     jsonl = out is not None and str(out).endswith(".jsonl")
-    keys = {it.id: resume_key(it, engine, mode, config, refine) for it in items}
+    pool = shot_pool if mode == "few-shot" and shot_pool is not None else None
+    def extra(it: Item) -> Any:
+        shots = [list(e) for e in pool.get((it.src_lang, it.tgt_lang), ())] if pool is not None else []
+        return {k: v for k, v in (("shots", shots), ("extra", key_extra), ("language_guard", language_guard)) if v}
+
+    keys = {it.id: resume_key(it, engine, mode, config, refine, extra(it)) for it in items}
     done: dict[str, dict] = {}
     partial = records = None
+    final: list[dict] = []  # every record of earlier runs
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial.jsonl")
         records = out if jsonl else out.with_name(out.name + ".records.jsonl")
         # By content, not position: an input line edited, inserted or moved finds only its own translation.
-        earlier = {r["resume_key"]: r for r in _read_final(records) + _read_partial(partial) if "resume_key" in r}
+        final = _read_final(records) + _read_partial(partial)
+        earlier = {r["resume_key"]: r for r in final if "resume_key" in r}
         for it in items:
             if keys[it.id] in earlier:
                 done[it.id] = _as_item(earlier[keys[it.id]], it)
     todo = [it for it in items if it.id not in done]
+    if longest_first:
+        todo = [todo[i] for i in longest_first_order(todo, mode, pool, bos_of(engine) if mode == "few-shot" else "")]
     summary.resumed = len(items) - len(todo)
     if on_progress:
         on_progress(summary.resumed, len(items))
@@ -370,7 +436,8 @@ def translate_file(
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            for rec in translate_batch(engine, batch, mode=mode, config=config, refine=refine):
+            for rec in translate_batch(engine, batch, mode=mode, config=config, refine=refine, shot_pool=pool,
+                                       language_guard=language_guard):
                 rec["resume_key"] = keys[rec["id"]]
                 done[rec["id"]] = rec
                 if sink is not None:
@@ -388,6 +455,8 @@ def translate_file(
             sink.close()
     if out is not None:
         ordered = [done[i] for i in ids]
+        if keep_earlier:  # the newest record of each id no item asked for (partial records come last)
+            ordered += list({r.get("id"): r for r in final if r.get("id") not in done}.values())
         _write_atomic(records, (json.dumps(r, ensure_ascii=False) for r in ordered))
         if not jsonl:
             _write_atomic(out, (_one_line(r["hyp"]) for r in ordered))
