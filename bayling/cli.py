@@ -113,17 +113,22 @@ def corpus_count(
 
 @app.command()
 def quickstart(
-    out: Path = typer.Option(Path("bayling-quickstart"), help="Where data, model, results and report go."),
-    model: str = typer.Option("gemma3-270m", help="Base model: embedded name, local folder or hub id."),
-    steps: int = typer.Option(120, help="LoRA training steps."),
-    eval_sentences: int = typer.Option(24, help="Held-out sentences per direction (the sample's devtest has 24)."),
+    out: Optional[Path] = typer.Option(None, help="Where data, model, results and report go (default: the recipe's, "
+                                                  "bayling-quickstart)."),
+    model: Optional[str] = typer.Option(None, help="Base model: embedded name, local folder or hub id (default: "
+                                                   "gemma3-270m)."),
+    steps: Optional[int] = typer.Option(None, help="LoRA training steps (default: 120)."),
+    eval_sentences: Optional[int] = typer.Option(
+        None, help="Held-out sentences per direction (default: 24, the sample's whole devtest)."),
     flores_lines: Optional[int] = typer.Option(
         None, help="FLORES-200 dev lines to build data from (when ../shared is present; default: all but the held-out ones)."),
-    news_lines: int = typer.Option(150, help="WMT newstest en-zh/en-de pairs per source (when ../shared is present; 0: none)."),
-    max_new_tokens: int = typer.Option(96, help="Longest generated answer in the eval."),
+    news_lines: Optional[int] = typer.Option(
+        None, help="WMT newstest en-zh/en-de pairs per source (when ../shared is present; 0: none) (default: 150)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Longest generated answer in the eval (default: 96)."),
     force: bool = typer.Option(False, "--force", help="Redo finished stages instead of resuming."),
 ) -> None:
-    """Run the whole BayLing recipe offline on this CPU: data -> LoRA -> base vs tuned eval -> report."""
+    """Run the whole BayLing recipe offline on this CPU (recipes/quickstart.yaml; the options override it):
+    data -> LoRA -> the base, your tuned model and the shipped bayling-mini on the same sentences -> report."""
     from bayling.quickstart import run_quickstart
 
     run_quickstart(out=out, model=model, steps=steps, eval_sentences=eval_sentences,
@@ -159,16 +164,38 @@ app.add_typer(recipe_app, name="recipe")
 
 @recipe_app.command("run")
 def recipe_run(
-    recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/mini.yaml, recipes/8b-lora.yaml, ...)."),
-    force: bool = typer.Option(False, "--force", help="Redo finished stages."),
-    stop_after: Optional[str] = typer.Option(None, help="Stop after this stage: data, train or eval."),
+    recipe: Path = typer.Argument(..., help="Recipe YAML (recipes/bayling-mini.yaml, recipes/8b-lora.yaml, ...)."),
+    force: bool = typer.Option(False, "--force", help="Redo finished stages (and steps)."),
+    stop_after: Optional[str] = typer.Option(
+        None, help="Stop after this stage (data, train or eval), or after this step of a multi-step recipe."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the steps and stages, what each does and the hours "
+                                                          "each took when measured; run nothing."),
 ) -> None:
-    """Execute data -> train -> eval; a rerun skips finished stages and resumes an interrupted one."""
-    from bayling.recipe import STAGES, load_recipe_file, run_recipe
+    """Execute data -> train -> eval (for each step of a multi-step recipe, in order); a rerun skips
+    finished stages and steps and resumes an interrupted one."""
+    from bayling.errors import ConfigError
+    from bayling.recipe import STAGES, RecipeSteps, check_recipe, describe_recipe, load_recipe_file, run_recipe, run_steps
 
+    if dry_run:
+        r = load_recipe_file(recipe, check=False)
+        for line in describe_recipe(r):
+            typer.echo(line)
+        try:
+            check_recipe(r)
+        except ConfigError as err:
+            typer.echo(f"not ready to run here: {err}")
+        return
+    r = load_recipe_file(recipe)
+    if isinstance(r, RecipeSteps):
+        if stop_after and stop_after not in r.models:
+            raise UsageError(f"--stop-after {stop_after!r}: {recipe} is a multi-step recipe; name one of its steps "
+                             f"({', '.join(r.models)})")
+        runs = run_steps(r, force=force, stop_after=stop_after)["steps"]
+        typer.echo(f"done: {r.out} (" + "; ".join(f"{name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in run["timings"].items())
+                                                  for name, run in runs.items()) + ")")
+        return
     if stop_after and stop_after not in STAGES:
         raise UsageError(f"--stop-after {stop_after!r}: choose one of {', '.join(STAGES)}")
-    r = load_recipe_file(recipe)
     run = run_recipe(r, force=force, stop_after=stop_after)
     typer.echo(f"done: {r.out} ({', '.join(f'{k} {v:.0f} s' for k, v in run['timings'].items())})")
 

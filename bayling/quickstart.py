@@ -1,10 +1,12 @@
 """`bayling quickstart`: the whole BayLing recipe, offline, on this CPU, in well under 30 minutes.
 
-data (draft-then-refine translation conversations from the shipped sample, plus FLORES-200 dev
-when ../shared/data is beside the checkout; its last lines held out to select the checkpoint)
--> LoRA on the embedded Gemma 3 270M base (bf16 on CPUs that have it) -> base (few-shot) vs
-tuned on the shipped sample's held-out devtest -> results.json (with a paired bootstrap),
-report.md/.html and a plot.
+The recipe is recipes/quickstart.yaml (bayling/assets/quickstart.yaml, so an installed package has it
+too); the command's options override its values. data (draft-then-refine translation conversations
+from the shipped sample, plus FLORES-200 dev when ../shared/data is beside the checkout; its last
+lines held out to select the checkpoint) -> LoRA on the embedded Gemma 3 270M base (bf16 on CPUs
+that have it) -> base (few-shot), tuned and the shipped bayling-mini on the shipped sample's
+held-out devtest -> results.json (with a paired bootstrap against the base), report.md/.html, a plot,
+and a table on screen.
 """
 
 from __future__ import annotations
@@ -15,69 +17,100 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bayling.eval.suite import SuiteConfig
-from bayling.recipe import DataSection, DataSource, Recipe, SelectSection, run_recipe
+from bayling.recipe import Recipe, run_recipe
 
-__all__ = ["quickstart_recipe", "run_quickstart"]
+__all__ = ["quickstart_lines", "quickstart_recipe", "quickstart_table", "run_quickstart"]
 
-LANGS = ["eng_Latn", "zho_Hans", "deu_Latn", "fra_Latn", "spa_Latn", "jpn_Jpan", "rus_Cyrl", "por_Latn"]
-
-
-STEPS = 120
-EVAL_SENTENCES = 24  # the whole shipped devtest: 4 directions x 24 = 96 sentences
-# WMT newstest pairs in the eval's directions (en-zh, en-de), when ../shared has them.
-NEWSTEST = ("newstest:2017/zh-en", "newstest:2019/en-zh", "newstest:2018/en-de", "newstest:2019/en-de")
-NEWS_LINES = 150  # per newstest source
-SELECT_LINES = 12  # FLORES dev lines x 4 eval directions = 48 held-out pairs score each checkpoint
+RECIPE = ("assets", "quickstart.yaml")  # in the package; recipes/quickstart.yaml links to it
+SHIPPED = "bayling-mini"  # the shipped model, scored beside the base and the user's own tuned model
+METRICS = (("chrf", "chrF"), ("bleu", "BLEU"), ("off_target_rate", "off-target rate"),
+           ("constraint_inclusion", "constraint inclusion (2nd turn)"),
+           ("refinement_on_target", "2nd turn in target language"))
 
 
-def quickstart_recipe(out: Path, model: str = "gemma3-270m", steps: int = STEPS, eval_sentences: int = EVAL_SENTENCES,
-                      flores_lines: int | None = None, max_new_tokens: int = 96, news_lines: int = NEWS_LINES) -> Recipe:
-    """`flores_lines` None: every FLORES dev line but the held-out selection lines (more distinct
-    lines, not more steps: with 400 lines the dev score peaked after one epoch and then fell)."""
-    news = [DataSource(name, limit=news_lines) for name in NEWSTEST] if news_lines else []
-    return Recipe(
-        name="quickstart",
-        out=str(out),
-        model=model,
-        data=DataSection(sources=[DataSource("sample", "dev", LANGS),
-                                  DataSource("flores", "dev", LANGS, limit=flores_lines), *news], seed=7),
-        train={"method": "lora", "max_steps": steps, "batch_size": 4, "max_len": 384, "lr": 5e-4,
-               "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "save_steps": max(steps // 4, 1), "save_total_limit": 2,
-               "warmup_ratio": 0.05},
-        select=SelectSection(lines=SELECT_LINES, max_new_tokens=64),
-        eval=SuiteConfig(corpus="sample", split="devtest", limit=eval_sentences, max_new_tokens=max_new_tokens,
-                         sessions_per_direction=6),
-    )
+def quickstart_recipe(out: Path | None = None, model: str | None = None, steps: int | None = None,
+                      eval_sentences: int | None = None, flores_lines: int | None = None,
+                      max_new_tokens: int | None = None, news_lines: int | None = None) -> Recipe:
+    """recipes/quickstart.yaml with the given options in place of its values (None: the recipe's).
+    `steps` also sets the save interval (4 checkpoints to select from); `news_lines` 0 drops newstest."""
+    from importlib.resources import files
+
+    from bayling.train.trainer import read_recipe_yaml
+
+    doc = read_recipe_yaml(Path(str(files("bayling").joinpath(*RECIPE))))
+    if out is not None:
+        doc["out"] = str(out)
+    if model is not None:
+        doc["model"] = model
+    if steps is not None:
+        doc["train"] = {**doc["train"], "max_steps": steps, "save_steps": max(steps // 4, 1)}
+    doc["eval"] = {**doc["eval"], **({"limit": eval_sentences} if eval_sentences is not None else {}),
+                   **({"max_new_tokens": max_new_tokens} if max_new_tokens is not None else {})}
+    sources = []
+    for src in doc["data"]["sources"]:
+        src = {"corpus": src} if isinstance(src, str) else src
+        if src["corpus"] == "flores" and flores_lines is not None:
+            src = {**src, "limit": flores_lines}
+        if src["corpus"].startswith("newstest") and news_lines is not None:
+            if news_lines == 0:
+                continue
+            src = {**src, "limit": news_lines}
+        sources.append(src)
+    doc["data"] = {**doc["data"], "sources": sources}
+    return Recipe.from_dict(doc)
 
 
-def run_quickstart(out: Path, model: str = "gemma3-270m", steps: int = STEPS, eval_sentences: int = EVAL_SENTENCES,
-                   flores_lines: int | None = None, force: bool = False, max_new_tokens: int = 96,
-                   news_lines: int = NEWS_LINES) -> dict:
+def _label(system: str, steps: int) -> str:
+    return {"base": "base (3-shot)", "tuned": f"tuned ({steps} LoRA steps)", SHIPPED: f"{SHIPPED} (shipped)"}.get(system, system)
+
+
+def quickstart_table(results: dict, model: str, steps: int) -> Table:
+    """The quickstart's table: the base, the user's tuned model and the shipped bayling-mini, same sentences."""
+    systems = [s for s in ("base", "tuned", SHIPPED) if s in results]
+    table = Table(title=f"BayLing quickstart on {model}: every column scored on the same held-out sentences")
+    table.add_column("metric")
+    for s in systems:
+        table.add_column(_label(s, steps), justify="right")
+    for key, label in METRICS:
+        table.add_row(label, *[_fmt(results[s].get(key)) for s in systems])
+    return table
+
+
+def quickstart_lines(results: dict, steps: int) -> list[str]:
+    """What the table means: pooled chrF against the base (paired bootstrap) for each system."""
+    paired = results.get("paired_chrf")
+    if not paired or not paired.get("systems"):
+        return []
+    parts = [f"base {paired['baseline']:.1f}"]
+    for name, t in paired["systems"].items():
+        parts.append(f"{_label(name, steps)} {t['system']:.1f} ({t['delta']:+.1f}, p = {t['p_value']:.3f}"
+                     f"{', significant' if t['significant'] else ', not significant'})")
+    lines = [f"chrF pooled over {paired['sentences']} held-out sentences (paired bootstrap against the base): "
+             + "; ".join(parts)]
+    if SHIPPED in paired["systems"]:
+        lines.append(f"Your tuned model is what {steps} CPU training steps buy; {SHIPPED} is what the full recipe "
+                     "reaches (recipes/bayling-mini.yaml: `bayling recipe run recipes/bayling-mini.yaml --dry-run`).")
+    return lines
+
+
+def run_quickstart(out: Path | None = None, model: str | None = None, steps: int | None = None,
+                   eval_sentences: int | None = None, flores_lines: int | None = None, force: bool = False,
+                   max_new_tokens: int | None = None, news_lines: int | None = None) -> dict:
     console = Console()
     recipe = quickstart_recipe(out, model, steps, eval_sentences, flores_lines, max_new_tokens, news_lines)
+    out = Path(recipe.out)
     run = run_recipe(recipe, force=force)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-
-    table = Table(title=f"BayLing quickstart: {model}, base (few-shot) vs tuned (LoRA, {steps} steps)")
-    table.add_column("metric")
-    systems = [s for s in ("base", "tuned") if s in results]
-    for s in systems:
-        table.add_column(s, justify="right")
-    for key, label in (("chrf", "chrF"), ("bleu", "BLEU"), ("off_target_rate", "off-target rate"),
-                       ("constraint_inclusion", "constraint inclusion (2nd turn)"),
-                       ("refinement_on_target", "2nd turn in target language")):
-        table.add_row(label, *[_fmt(results[s].get(key)) for s in systems])
-    console.print(table)
-    paired = results.get("paired_chrf")
-    if paired and "tuned" in paired["systems"]:
-        t = paired["systems"]["tuned"]
-        console.print(f"chrF pooled over {paired['sentences']} held-out sentences: base {paired['baseline']:.1f}, "
-                      f"tuned {t['system']:.1f} ({t['delta']:+.1f}; paired bootstrap p = {t['p_value']:.3f}"
-                      f"{', significant' if t['significant'] else ', not significant'})")
-    ex = results.get("tuned", results[systems[0]])["examples"][:3]
-    for e in ex:
-        console.print(f"[dim]{e['direction']}[/] {e['src']}\n  → {e['hyp']}\n  [dim]ref: {e['ref']}[/]")
+    steps = recipe.train.max_steps
+    console.print(quickstart_table(results, recipe.model, steps))
+    for line in quickstart_lines(results, steps):
+        console.print(line)
+    shown = [s for s in ("tuned", SHIPPED) if s in results]
+    for i, e in enumerate(results[shown[0]]["examples"][:3] if shown else []):
+        console.print(f"[dim]{e['direction']}[/] {e['src']}")
+        for s in shown:
+            console.print(f"  {s}: {results[s]['examples'][i]['hyp']}")
+        console.print(f"  [dim]ref: {e['ref']}[/]")
     timings = run["timings"]
     console.print("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     console.print(f"results: {out / 'results.json'}, report: {out / 'report.html'} and {out / 'report.md'}, "

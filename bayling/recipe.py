@@ -3,6 +3,13 @@
 A recipe is a YAML file with `data`, `train` and `eval` sections (see recipes/mini.yaml). Each
 stage writes its outputs atomically plus a `<stage>.done.json` marker; a rerun skips finished
 stages and resumes an interrupted training run from its last checkpoint.
+
+A multi-step recipe (RecipeSteps; recipes/bayling-mini.yaml) is a `steps:` list of such recipes, run
+in order, each into `<out>/<step name>/`; a finished step (its eval marker) is skipped. In a step,
+the string `step:NAME` stands for an earlier step's trained model (`<out>/NAME/model`), wherever a
+model goes: `model`, `train.init_adapter`, `data.drafts.model`, `data.preferences.model`,
+`eval.systems`. A recipe's `hours:` ({stage: hours}) records how long each stage took when it was
+measured; `bayling recipe run --dry-run` lists the steps, stages and those hours without running.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from bayling.io import atomic_write_json, write_jsonl
 from bayling.resources import named_corpus
 from bayling.train.trainer import TrainConfig, adapter_folder
 
-__all__ = ["DataSection", "DataSource", "Recipe", "STAGES", "SelectSection", "load_recipe_file", "run_recipe"]
+__all__ = ["DataSection", "DataSource", "Recipe", "RecipeSteps", "STAGES", "STEP_REF", "SelectSection", "check_recipe",
+           "describe_recipe", "load_recipe_file", "run_recipe", "run_steps"]
 
 STAGES = ("data", "train", "eval")
 PER_SOURCE = ("corpus", "split", "langs", "limit")  # BuildConfig fields each source sets itself
+STEP_REF = "step:"  # in a multi-step recipe, "step:NAME" is that earlier step's trained model
 
 
 @dataclass
@@ -102,6 +111,7 @@ class Recipe:
     train: TrainConfig | dict[str, Any] = field(default_factory=dict)
     eval: SuiteConfig = field(default_factory=SuiteConfig)
     select: SelectSection = field(default_factory=SelectSection)
+    hours: dict[str, float] = field(default_factory=dict)  # {stage: hours} as measured; read by --dry-run only
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):  # a YAML section: checked now, not after the data stage
@@ -117,7 +127,7 @@ class Recipe:
         from bayling.config import parse_section
 
         doc = dict(doc)
-        known = {"name", "out", "model", "data", "train", "eval", "select"}
+        known = {"name", "out", "model", "data", "train", "eval", "select", "hours"}
         unknown = set(doc) - known
         if unknown:
             raise ConfigError(f"unknown recipe section(s): {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
@@ -135,6 +145,12 @@ class Recipe:
             if not isinstance(v, str) or not v:
                 raise ConfigError(f"recipe {k}: a non-empty string, got {v!r}")
         parts, problems = {}, []
+        hours = doc.get("hours") or {}
+        if not isinstance(hours, dict) or set(hours) - set(STAGES) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in hours.values()):
+            problems.append(f"recipe hours: a mapping of stage ({', '.join(STAGES)}) to hours >= 0, got {hours!r}")
+        else:
+            parts["hours"] = {k: float(v) for k, v in hours.items()}
         model = top.get("model", cls.model)
         train = doc.get("train")
         train = {"model": model, **train} if isinstance(train, dict) else train
@@ -149,24 +165,116 @@ class Recipe:
         return cls(**top, **parts)
 
 
-def load_recipe_file(path: str | Path) -> Recipe:
-    """A recipe file, checked whole before any stage runs (check_recipe)."""
+@dataclass
+class RecipeSteps:
+    """Recipes run in order, each into `out/<its name>/`; `models` maps each step's name to its
+    trained model's folder, which a later step names as `step:NAME`."""
+
+    name: str
+    out: str
+    steps: list[Recipe]
+
+    @property
+    def models(self) -> dict[str, str]:
+        return {r.name: str(Path(r.out) / "model") for r in self.steps}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RecipeSteps":
+        """Every step typed and checked now (Recipe.from_dict), its `step:NAME` references resolved to
+        earlier steps' model folders; each problem named with its step."""
+        import re
+
+        unknown = set(doc) - {"name", "out", "model", "steps"}
+        if unknown:
+            raise ConfigError(f"unknown section(s) beside steps: {', '.join(sorted(unknown))} (known: name, out, model, "
+                              "steps; the data, train, eval and select sections go in each step)")
+        for k in ("name", "out", "model"):
+            if k in doc and (not isinstance(doc[k], str) or not doc[k]):
+                raise ConfigError(f"recipe {k}: a non-empty string, got {doc[k]!r}")
+        name = doc.get("name", "steps")
+        out = doc.get("out", f"runs/{name}")
+        steps = doc.get("steps")
+        if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
+            raise ConfigError("recipe steps: a list of recipes (each a mapping with its name, data, train and eval)")
+        names = [s.get("name") for s in steps]
+        made: list[Recipe] = []
+        problems = []
+        for i, step in enumerate(steps):
+            sname = step.get("name")
+            where = f"steps.{i}" + (f" ({sname})" if isinstance(sname, str) else "")
+            if not isinstance(sname, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", sname):
+                problems.append(f"{where}.name: each step needs a name of letters, digits, '.', '_' or '-' "
+                                f"(its folder under {out}), got {sname!r}")
+                continue
+            if names.index(sname) != i:
+                problems.append(f"{where}.name: {sname!r} names two steps")
+                continue
+            if "out" in step:
+                problems.append(f"{where}.out: a step runs in {out}/{sname}; remove its out")
+                continue
+            earlier = {n: str(Path(out) / n / "model") for n in names[:i]}
+            refs: list[str] = []
+            resolved = _resolve_step_refs(step, earlier, names, "", refs)
+            if refs:
+                problems += [f"{where} {p}" for p in refs]
+                continue
+            try:
+                made.append(Recipe.from_dict({**({"model": doc["model"]} if "model" in doc else {}), **resolved,
+                                              "out": str(Path(out) / sname)}))
+            except ConfigError as err:
+                problems.append(f"{where}: {err}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(name=name, out=out, steps=made)
+
+
+def _resolve_step_refs(value: Any, earlier: dict[str, str], names: list, where: str, problems: list[str]) -> Any:
+    """`value` with every string `step:NAME` replaced by that earlier step's model folder."""
+    if isinstance(value, dict):
+        return {k: _resolve_step_refs(v, earlier, names, f"{where}.{k}".lstrip("."), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_step_refs(v, earlier, names, f"{where}.{i}", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith(STEP_REF):
+        ref = value[len(STEP_REF):]
+        if ref in earlier:
+            return earlier[ref]
+        why = "is this step or a later one: a step can use only the models of the steps before it" if ref in names \
+            else f"names no step (steps before this one: {', '.join(earlier) or 'none'})"
+        problems.append(f"{where}: {value} {why}")
+    return value
+
+
+def load_recipe_file(path: str | Path, check: bool = True) -> Recipe | RecipeSteps:
+    """A recipe file (a RecipeSteps when it has `steps:`), typed, and checked whole before any stage
+    runs (check_recipe) unless `check` is False (a dry run lists a recipe whose data is not here)."""
     from bayling.train.trainer import read_recipe_yaml
 
     doc = read_recipe_yaml(path)
     if not doc:
         raise ConfigError(f"{path}: an empty recipe (a recipe names at least its data and eval; see recipes/mini.yaml)")
     try:
-        r = Recipe.from_dict(doc)
-        check_recipe(r)
+        r = RecipeSteps.from_dict(doc) if "steps" in doc else Recipe.from_dict(doc)
+        if check:
+            check_recipe(r)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return r
 
 
-def check_recipe(r: Recipe) -> None:
+def check_recipe(r: Recipe | RecipeSteps, pending: set[str] | frozenset[str] = frozenset()) -> None:
     """What the types cannot say, checked before any stage: sources and models exist, language codes
-    and eval systems are real, and no training data holds an evaluation or selection sentence."""
+    and eval systems are real, and no training data holds an evaluation or selection sentence.
+    `pending`: model folders an earlier step makes (not there yet, so not refused); every step of a
+    RecipeSteps is checked with the models of the steps before it pending."""
+    if isinstance(r, RecipeSteps):
+        made: set[str] = set(pending)
+        for i, step in enumerate(r.steps):
+            try:
+                check_recipe(step, pending=made)
+            except ConfigError as err:
+                raise ConfigError(f"steps.{i} ({step.name}): {err}") from None
+            made.add(r.models[step.name])
+        return
     from bayling.corpus.core import lang_code
     from bayling.models import check_model_name
 
@@ -192,11 +300,13 @@ def check_recipe(r: Recipe) -> None:
         except (ValueError, BaylingError) as err:
             problems.append(f"recipe {where}: {err}")
     for where, name in [("model", r.model)] + [("eval.systems", s) for s in r.eval.systems if s not in ("base", "tuned")]:
+        if name in pending:
+            continue
         try:
             check_model_name(name)
         except BaylingError as err:
             problems.append(f"recipe {where}: {err}")
-    if r.train.init_adapter:
+    if r.train.init_adapter and r.train.init_adapter not in pending:
         try:
             adapter_folder(r.train.init_adapter)
         except BaylingError as err:
@@ -552,9 +662,16 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
         weights = out / "model"
         ident = [content_fingerprint(weights) if weights.is_dir() else "", r.eval.base_url or ""]
     else:
-        ident = [r.model if system == "base" else system, r.train.chat_format or ""]
-    # The other systems in the list change nothing about this one's answers.
-    settings = {k: v for k, v in asdict(r.eval).items() if k != "systems"}
+        name = r.model if system == "base" else system
+        ident = [name, r.train.chat_format or ""]
+        if system != "base" or Path(name).expanduser().exists():
+            # A shipped name or a folder holds other weights after an update: key on its contents.
+            from bayling.models.spec import resolve_model
+
+            ident.append(resolve_model(name).fingerprint)
+    # The other systems in the list change nothing about this one's answers; settings left unset
+    # (None: a battery not asked for) do not either, so adding an optional setting keeps old results.
+    settings = {k: v for k, v in asdict(r.eval).items() if k != "systems" and v is not None}
     from bayling.hardware import fast_bf16
 
     # Weights load in bf16 where that is fast (bayling.models.load_model): a result from the other dtype is not reused.
@@ -592,7 +709,10 @@ def _ranks() -> tuple[bool, Any]:
     return state.is_main_process, state.wait_for_everyone
 
 
-def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None) -> dict:
+def run_recipe(r: Recipe | RecipeSteps, *, force: bool = False, stop_after: str | None = None) -> dict:
+    """Every stage in order, each skipped when marked done (a RecipeSteps: run_steps)."""
+    if isinstance(r, RecipeSteps):
+        return run_steps(r, force=force, stop_after=stop_after)
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -627,3 +747,73 @@ def run_recipe(r: Recipe, *, force: bool = False, stop_after: str | None = None)
     if "eval" in outputs and main:
         write_results(r, out, outputs["eval"], timings)
     return {"outputs": outputs, "timings": timings, "recipe": asdict(r)}
+
+
+def run_steps(rs: RecipeSteps, *, force: bool = False, stop_after: str | None = None) -> dict:
+    """Every step in order (run_recipe, so each resumes stage by stage); a finished step is skipped;
+    `stop_after` names the last step to run."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if stop_after is not None and stop_after not in rs.models:
+        raise ConfigError(f"stop after {stop_after!r}: not a step of {rs.name} (steps: {', '.join(rs.models)})")
+    runs: dict[str, dict] = {}
+    for r in rs.steps:
+        out = Path(r.out)
+        if not force and _done(out, "eval") is not None:
+            console.print(f"[dim]step {r.name}: done earlier ({out}), skipped[/]")
+            timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
+            runs[r.name] = {"timings": timings, "skipped": True}
+        else:
+            console.print(f"[bold]step {r.name}[/] -> {out}")
+            runs[r.name] = run_recipe(r, force=force)
+        if r.name == stop_after:
+            break
+    return {"steps": runs}
+
+
+def describe_recipe(r: Recipe | RecipeSteps) -> list[str]:
+    """What `bayling recipe run --dry-run` prints: each step and stage, what it does, the hours it took
+    when measured (the recipe's `hours:`) and whether it is done in this checkout; runs nothing."""
+    multi = isinstance(r, RecipeSteps)
+    steps = r.steps if multi else [r]
+    names = {folder: f"{STEP_REF}{name}" for name, folder in r.models.items()} if multi else {}
+
+    def label(model: str | None, default: str) -> str:
+        return default if model in (None, "base") else names.get(str(model), str(model))
+
+    lines = [f"{r.name}: " + (f"{len(steps)} steps, each into {r.out}/<step>/" if multi else f"into {r.out}/")
+             + " (dry run: nothing is run; hours: each stage's wall time when measured, the recipe's `hours:`)"]
+    total, unmeasured = 0.0, False
+    for s in steps:
+        if multi:
+            lines.append(f"step {s.name}")
+        d, t, e = s.data, s.train, s.eval
+        if d.preferences:
+            p = d.preferences
+            data = (f"preference pairs: {label(p.get('model'), s.model)} plays term-request sessions on the first "
+                    f"{p.get('lines', 50)} lines of {p.get('corpus', 'flores')} {p.get('split', 'dev')} per eval direction"
+                    + (f", {p['samples']} sampled answers per request (chosen: {p.get('chosen', 'reference')})"
+                       if p.get("samples") else ""))
+        else:
+            corpora = dict.fromkeys(src.corpus.partition(":")[0] if src.corpus.startswith("newstest") else src.corpus
+                                    for src in d.sources)
+            data = (f"{'teacher-written' if d.teacher else d.sessions} conversations from {', '.join(corpora)}"
+                    + (f"; refine drafts by {label(d.drafts.get('model'), s.model)}" if d.drafts else ""))
+        train = (f"{'DPO' if t.objective == 'dpo' else 'SFT'} ({t.method}) from {label(t.init_adapter, s.model)}, "
+                 + (f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.epochs:g} epochs")
+                 + (f"; the best checkpoint on the last {s.select.lines} FLORES dev lines per direction"
+                    if s.select.lines else "; the last step is the model"))
+        evals = (f"{', '.join(label(x, x) for x in e.systems)} on {e.corpus} {e.split}, "
+                 f"{len(e.directions)} directions x {e.limit} sentences")
+        for stage, what in (("data", data), ("train", train), ("eval", evals)):
+            hours = s.hours.get(stage)
+            total += hours or 0.0
+            unmeasured |= hours is None
+            done = "  [done here]" if _done(Path(s.out), stage) is not None else ""
+            lines.append(f"  {stage:<5} {'-' if hours is None else f'{hours:.2f} h':>7}  {what}{done}")
+    if not any(s.hours for s in steps):
+        lines.append("total: not measured (the recipe has no hours:)")
+    else:
+        lines.append(f"total {total:.2f} h" + ("  (-: not measured on its own)" if unmeasured else ""))
+    return lines

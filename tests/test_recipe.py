@@ -1,6 +1,7 @@
 """The whole recipe on the tiny model: data -> train -> eval -> report, resumable by stage."""
 
 import json
+import re
 
 import pytest
 
@@ -371,8 +372,6 @@ def test_flores_devtest_as_training_data_is_refused(shared_data, tmp_path):
 def test_shipped_recipes_load_and_pass_the_checks(shared_data):
     from pathlib import Path
 
-    import re
-
     for path in sorted(Path(__file__).resolve().parents[1].glob("recipes/*.yaml")):
         # An experiment that starts from, or compares with, another run's output needs that run first.
         text = "\n".join(line.partition("#")[0] for line in path.read_text().splitlines())
@@ -381,7 +380,9 @@ def test_shipped_recipes_load_and_pass_the_checks(shared_data):
             with pytest.raises(ValueError, match=re.escape(needs[0])):
                 load_recipe_file(path)
         else:
-            assert load_recipe_file(path).eval.limit >= 1
+            loaded = load_recipe_file(path)
+            for r in getattr(loaded, "steps", [loaded]):  # a multi-step recipe: every step
+                assert r.eval.limit >= 1, (path, r.name)
 
 
 def _killed_at(cmd, env, ready, timeout=300) -> bool:
@@ -460,3 +461,115 @@ def test_a_recipe_killed_at_any_stage_resumes_to_the_uninterrupted_result(tiny_m
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-3, msg=k)
     assert json.loads((killed / "train.done.json").read_text())["global_step"] == 12
+
+
+# -- multi-step recipes (recipes/bayling-mini.yaml) --------------------------------------------------
+
+def _tiny_steps(tmp_path, model, second_init="step:first", extra_system="step:first"):
+    step = ("    data: {sources: [{corpus: sample, split: dev, langs: [eng_Latn, deu_Latn, fra_Latn], limit: 16}], "
+            "max_turns: 3, filter: false}\n"
+            "    eval: {corpus: sample, directions: [eng_Latn-deu_Latn, fra_Latn-eng_Latn], limit: 2, max_new_tokens: 8, "
+            "n_shots: 1, systems: [tuned%s]}\n")
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        f"name: two\nout: {tmp_path / 'two'}\nmodel: {model}\nsteps:\n"
+        "  - name: first\n    hours: {data: 0.01, train: 0.25, eval: 0.5}\n" + step % ""
+        + "    train: {chat_format: chatml, max_steps: 2, batch_size: 2, max_len: 256, save_steps: 1}\n"
+        "  - name: second\n" + step % f", '{extra_system}'"
+        + f"    train: {{chat_format: chatml, max_steps: 2, batch_size: 2, max_len: 256, save_steps: 1, "
+          f"init_adapter: '{second_init}'}}\n")
+    return path
+
+
+LOG_DICT = re.compile(r"\{'[a-z_]+': ")  # transformers' ProgressCallback/PrinterCallback: {'loss': '1.581', ...}
+
+
+def test_a_step_trains_from_an_earlier_steps_adapter_and_a_rerun_skips_both(tiny_model_dir, tmp_path):
+    """Two steps through the CLI: the second trains further from the first's adapter (`step:first`)
+    and scores it beside itself; the screen shows progress bars, never the Trainer's log dicts; a
+    rerun skips both steps."""
+    import os
+    import subprocess
+    import sys
+
+    from bayling.recipe import RecipeSteps
+
+    path = _tiny_steps(tmp_path, tiny_model_dir)
+    first_model = tmp_path / "two" / "first" / "model"
+    loaded = load_recipe_file(path)  # step:first is not trained yet: not refused
+    assert isinstance(loaded, RecipeSteps) and [r.name for r in loaded.steps] == ["first", "second"]
+    assert loaded.steps[1].train.init_adapter == str(first_model) and loaded.steps[1].out == str(tmp_path / "two" / "second")
+
+    cmd = [sys.executable, "-m", "bayling.cli", "recipe", "run", str(path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    screen = r.stdout + r.stderr
+    assert not [line for line in re.split(r"[\r\n]", screen) if LOG_DICT.search(line)], screen[-3000:]
+    assert "tokens/s" in r.stderr  # the bar's postfix: loss, trained tokens/s (and tqdm's ETA)
+    second = tmp_path / "two" / "second"
+    summary = json.loads((second / "model" / "train_summary.json").read_text())
+    assert summary["config"]["init_adapter"] == str(first_model) and summary["global_step"] == 2
+    assert [h["step"] for h in summary["log_history"] if "loss" in h] == [1, 2]  # the log stays on disk
+    results = json.loads((second / "results.json").read_text())
+    earlier = json.loads((tmp_path / "two" / "first" / "results.json").read_text())
+    # step:first scored in step two: the first step's model, same sentences, same greedy answers
+    assert [e["hyp"] for e in results[str(first_model)]["examples"]] == [e["hyp"] for e in earlier["tuned"]["examples"]]
+
+    stamp = (second / "model" / "adapter_model.safetensors").stat().st_mtime_ns
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "step first: done earlier" in again.stderr and "step second: done earlier" in again.stderr
+    assert (second / "model" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("ref, named", [
+    ("step:frist", r"steps.1 \(second\) train.init_adapter: step:frist names no step \(steps before this one: first\)"),
+    ("step:second", r"steps.1 \(second\) train.init_adapter: step:second is this step or a later one"),
+])
+def test_a_reference_to_an_unknown_or_later_step_is_refused_at_load(tmp_path, ref, named):
+    path = _tiny_steps(tmp_path, "gemma3-270m", second_init=ref)
+    with pytest.raises(ValueError, match=named) as err:
+        load_recipe_file(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    path = _tiny_steps(tmp_path, "gemma3-270m", extra_system="step:third")
+    with pytest.raises(ValueError, match=r"eval.systems.1: step:third names no step"):
+        load_recipe_file(path)
+    path.write_text(path.read_text().replace("  - name: second\n", "  - name: second\n    out: elsewhere\n"))
+    with pytest.raises(ValueError, match=r"steps.1 \(second\).out: a step runs in .*/two/second"):
+        load_recipe_file(path)
+
+
+def test_dry_run_lists_every_step_its_stages_and_the_hours_each_took(tmp_path, monkeypatch):
+    """`bayling recipe run recipes/bayling-mini.yaml --dry-run`: v2 -> v6 -> v7 from the base, each
+    stage with its measured hours and the total; nothing is run or written."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from bayling.cli import app
+    from bayling.train.trainer import read_recipe_yaml
+
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "bayling-mini.yaml"
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["recipe", "run", str(shipped), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert [line for line in lines if line.startswith("step ")] == ["step v2", "step v6", "step v7"]
+    stages = [re.match(r"  (data|train|eval) +(-|\d+\.\d\d h)  (.+)", line) for line in lines if line.startswith("  ")]
+    assert all(stages) and [m.group(1) for m in stages] == ["data", "train", "eval"] * 3
+    doc = read_recipe_yaml(shipped)
+    hours = [step.get("hours", {}).get(stage) for step in doc["steps"] for stage in ("data", "train", "eval")]
+    assert [m.group(2) for m in stages] == ["-" if h is None else f"{h:.2f} h" for h in hours]
+    assert sum(h for h in hours if h) > 5 and f"total {sum(h for h in hours if h):.2f} h" in r.output
+    text = "\n".join(m.group(3) for m in stages)
+    assert "refine drafts by step:v2" in text and "DPO (lora) from step:v6" in text and "SFT (lora) from gemma3-270m" in text
+    assert not (tmp_path / "runs").exists()
+
+    # A recipe's own run: stages done in this checkout are marked
+    tiny = _tiny_steps(tmp_path, "gemma3-270m")
+    (tmp_path / "two" / "first").mkdir(parents=True)
+    (tmp_path / "two" / "first" / "data.done.json").write_text("{}")
+    r = CliRunner().invoke(app, ["recipe", "run", str(tiny), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("[done here]") == 1 and "total 0.76 h  (-: not measured on its own)" in r.output

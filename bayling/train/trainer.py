@@ -154,25 +154,29 @@ def _prepare_data(cfg: TrainConfig, tokenizer, fmt, console) -> tuple[list, Stat
 
 
 def _progress_callback(tokens_per_step_hint: float):
-    from transformers import TrainerCallback
+    """The Trainer's progress bar (it replaces transformers' ProgressCallback; see train()) with the
+    loss and trained tokens/s as its postfix next to tqdm's ETA. It prints nothing per log: the
+    Trainer's own bar writes every log dict as a line, which buried the bar; the logs stay in the
+    state's log_history (train_summary.json)."""
+    from transformers.trainer_callback import ProgressCallback
 
-    class LossTokensBar(TrainerCallback):
-        """Loss, trained tokens/s and ETA in the progress bar's postfix."""
-
-        def __init__(self):
-            self.t0 = None
-            self.start_step = 0
-
+    class LossTokensBar(ProgressCallback):
         def on_train_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-            self.start_step = state.global_step
+            from tqdm.auto import tqdm
+
+            # A resumed run's bar starts at its checkpoint's step: the ETA is that of the steps left.
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True)
+            self.current_step = state.global_step
+            self.t0, self.start_step = time.perf_counter(), state.global_step
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if not logs or "loss" not in logs or self.t0 is None:
+            if not logs or "loss" not in logs or not hasattr(self, "t0"):
                 return
             steps = max(state.global_step - self.start_step, 1)
-            secs = time.perf_counter() - self.t0
-            logs["tokens_per_s"] = round(steps * tokens_per_step_hint / secs, 1)
+            per_s = steps * tokens_per_step_hint / (time.perf_counter() - self.t0)  # trained tokens/s of this run
+            if self.training_bar is not None:
+                self.training_bar.set_postfix_str(f"loss {float(logs['loss']):.3f}, {per_s:.0f} tokens/s", refresh=False)
 
     return LossTokensBar()
 
@@ -532,6 +536,10 @@ def train(cfg: TrainConfig) -> dict:
         callbacks=callbacks,
         **({"beta": cfg.dpo_beta, "sft_weight": cfg.sft_weight} if dpo else {}),
     )
+    from transformers.trainer_callback import ProgressCallback
+
+    for cb in [c for c in trainer.callback_handler.callbacks if type(c) is ProgressCallback]:
+        trainer.remove_callback(cb)  # LossTokensBar is the bar: the default one would print every log dict
     if cfg.resume:
         console.print(f"[bold]resume[/] from {resume}" if resume else "[yellow]no checkpoint to resume: starting fresh[/]")
     t0 = time.perf_counter()
