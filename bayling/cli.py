@@ -182,7 +182,7 @@ def recipe_run(
             typer.echo(line)
         try:
             check_recipe(r)
-        except ConfigError as err:
+        except BaylingError as err:
             typer.echo(f"not ready to run here: {err}")
         return
     r = load_recipe_file(recipe)

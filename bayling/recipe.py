@@ -153,7 +153,8 @@ class Recipe:
             parts["hours"] = {k: float(v) for k, v in hours.items()}
         model = top.get("model", cls.model)
         train = doc.get("train")
-        train = {"model": model, **train} if isinstance(train, dict) else train
+        # The recipe's model is the trainer's too, with or without a train section.
+        train = {"model": model, **(train or {})} if train is None or isinstance(train, dict) else train
         for key, section, value in (("data", DataSection, data), ("train", TrainConfig, train),
                                     ("eval", SuiteConfig, doc.get("eval")), ("select", SelectSection, doc.get("select"))):
             try:
@@ -331,6 +332,7 @@ def _refuse_test_sentences(r: Recipe) -> None:
         held.setdefault(_norm(p.src), "selection (the last select.lines of FLORES dev)")
         held.setdefault(_norm(p.tgt), "selection (the last select.lines of FLORES dev)")
     held = {k: v for k, v in held.items() if len(k) >= MIN_LEAK_CHARS}
+    _refuse_ifeval_prompts(r)
     if not held:
         return
     trained = [(f"data.sources.{i} ({src.corpus} {src.split})", cfg) for i, (src, cfg) in enumerate(source_configs(r))]
@@ -343,7 +345,6 @@ def _refuse_test_sentences(r: Recipe) -> None:
             trained = [(f"data.preferences ({opts.get('corpus', 'flores')} {opts.get('split', 'dev')})",
                         BuildConfig(corpus=root, split=str(opts.get("split", "dev")), limit=int(opts.get("lines", 50)),
                                     langs=sorted({c for d in r.eval.directions for c in d.split("-")})))]
-    _refuse_ifeval_prompts(r)
     for where, cfg in trained:
         for unit in read_units(cfg)[1]:
             for text in unit.texts.values():
@@ -358,16 +359,14 @@ def _refuse_ifeval_prompts(r: Recipe) -> None:
     may hold one."""
     from bayling.resources import shared_data_dir
 
+    from bayling.eval.ifeval import load_ifeval
+
     shared = shared_data_dir()
-    sets = instruction_sets(r)
-    if shared is None or not (shared / "ifeval").is_dir() or not sets:
+    if shared is None or not (shared / "ifeval").is_dir() or not any(s.kind == "instructions" for s in r.data.sources):
         return
-    prompts = {}
-    for f in sorted((shared / "ifeval").glob("*_input_data.jsonl")):
-        for no, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                prompts[_norm(json.loads(line)["prompt"])] = f"{f.name}:{no}"
-    for src, part in sets:
+    # Every turn's prompt, read by the eval's own reader (IFEval, M-IFEval and Multi-IF layouts).
+    prompts = {_norm(t.prompt): p.id for p in load_ifeval(shared / "ifeval") for t in p.turns}
+    for src, part in instruction_sets(r, detect=False):
         for rec in part.train:
             for m in rec["messages"]:
                 hit = prompts.get(_norm(m["content"])) if m["role"] == "user" else None
@@ -383,16 +382,17 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def instruction_sets(r: Recipe) -> list[tuple[DataSource, Any]]:
-    """Every general-instruction source that is here, read and split (trained / held out)."""
+def instruction_sets(r: Recipe, detect: bool = True) -> list[tuple[DataSource, Any]]:
+    """Every general-instruction source that is here, read and split (trained / held out);
+    detect=False skips per-record language ID (a content check needs only the text)."""
     from bayling.data.instructions import read_instructions
 
     sets = []
     for src in r.data.sources:
         path = named_corpus(src.corpus)
         if src.kind == "instructions" and path is not None and Path(path).exists():
-            sets.append((src, read_instructions(path, limit=src.limit, holdout=src.holdout, lang=src.lang,
-                                                skip_bad=True)))
+            sets.append((src, read_instructions(path, limit=src.limit, holdout=src.holdout,
+                                                lang=src.lang or (None if detect else "und"), skip_bad=True)))
     return sets
 
 
@@ -664,11 +664,10 @@ def _system_fingerprint(r: Recipe, system: str, out: Path) -> str:
     else:
         name = r.model if system == "base" else system
         ident = [name, r.train.chat_format or ""]
-        if system != "base" or Path(name).expanduser().exists():
-            # A shipped name or a folder holds other weights after an update: key on its contents.
-            from bayling.models.spec import resolve_model
+        # A shipped or embedded name, or a folder, holds other weights after an update: key on its contents.
+        from bayling.models.spec import resolve_model
 
-            ident.append(resolve_model(name).fingerprint)
+        ident.append(resolve_model(name).fingerprint)
     # The other systems in the list change nothing about this one's answers; settings left unset
     # (None: a battery not asked for) do not either, so adding an optional setting keeps old results.
     settings = {k: v for k, v in asdict(r.eval).items() if k != "systems" and v is not None}
@@ -717,6 +716,9 @@ def run_recipe(r: Recipe | RecipeSteps, *, force: bool = False, stop_after: str 
 
     console = Console(stderr=True)
     check_recipe(r)  # before any stage: a wrong path or a test sentence in the data fails now, not hours later
+    if force:  # the model that played them may have changed: sessions and samples are played again
+        for name in ("sessions.jsonl", "samples.jsonl"):
+            (Path(r.out) / name).unlink(missing_ok=True)
     out = Path(r.out)
     out.mkdir(parents=True, exist_ok=True)
     main, barrier = _ranks()

@@ -297,3 +297,17 @@ def test_language_guard_redraws_answers_in_the_wrong_language(mode):
     draws.clear()
     kept = translate_batch(engine, items, mode=mode, language_guard=1)
     assert kept[0]["hyp"] == russian and kept[0]["guard"] == "kept"
+
+
+def test_the_language_guard_keeps_the_few_shot_newline_stop():
+    """A few-shot redraw stops at the newline like the first answer (not one invented example later)."""
+    from bayling.infer.translate import Item, translate_batch
+    from bayling.testing.fake_engine import FakeEngine
+
+    engine = FakeEngine(lambda target: "Собака спит весь день в саду под старым деревом.")
+    seen = []
+    real = engine.complete
+    engine.complete = lambda prompts, config: seen.append(config) or real(prompts, config)
+    item = Item("1", "The dog sleeps all day in the garden under the old tree.", "eng_Latn", "deu_Latn")
+    translate_batch(engine, [item], mode="few-shot", language_guard=1)
+    assert len(seen) == 2 and seen[1].temperature > 0 and "\n" in seen[1].stop

@@ -573,3 +573,11 @@ def test_dry_run_lists_every_step_its_stages_and_the_hours_each_took(tmp_path, m
     r = CliRunner().invoke(app, ["recipe", "run", str(tiny), "--dry-run"])
     assert r.exit_code == 0, r.output
     assert r.output.count("[done here]") == 1 and "total 0.76 h  (-: not measured on its own)" in r.output
+
+
+def test_a_recipe_without_a_train_section_trains_its_own_model(tiny_model_dir, tmp_path):
+    """The recipe's model is the trainer's too when the file has no train section (a review found
+    it fell back to the trainer's default base)."""
+    bad = tmp_path / "r.yaml"
+    bad.write_text(f"model: {tiny_model_dir}\ndata: {{sources: [{{corpus: sample, split: dev}}]}}\neval: {{corpus: sample}}\n")
+    assert load_recipe_file(bad).train.model == str(tiny_model_dir)

@@ -232,10 +232,11 @@ def translate_batch(engine: Engine, items: Sequence[Item], *, mode: str = "chat"
         cfg = replace(config, stop=tuple(dict.fromkeys(config.stop + FEW_SHOT_STOP)))
         outs = [o.strip() for o in complete(prompts, cfg)]
     else:
+        cfg = config
         outs = chat([[first_turn(items[i])] for i in live], config)
     for i, out in zip(live, outs):
         hyps[i] = out
-    guarded = _guard_language(items, hyps, live, language_guard, config,
+    guarded = _guard_language(items, hyps, live, language_guard, cfg,  # few-shot: the newline stop too
                               lambda ids, cfg: ([o.strip() for o in complete([prompts[live.index(i)] for i in ids], cfg)]
                                                 if mode == "few-shot" else chat([[first_turn(items[i])] for i in ids], cfg)))
     # An empty answer ends that chat: a turn with no content cannot be rendered again.

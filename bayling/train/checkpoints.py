@@ -32,7 +32,7 @@ def training_fingerprint(cfg: Any) -> str:
     """What a run's checkpoints depend on: every training setting, and the contents of its data,
     selection set and starting adapter (the same path can hold other data after a --force)."""
     doc = {k: v for k, v in asdict(cfg).items() if k not in NOT_TRAINING}
-    for key in ("data", "select_set", "init_adapter"):
+    for key in ("data", "select_set", "init_adapter", "model"):  # a folder (an earlier step's model) by content
         if doc.get(key) and Path(doc[key]).exists():
             doc[key] = content_fingerprint(doc[key])
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
